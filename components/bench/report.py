@@ -1,0 +1,172 @@
+"""Benchmark outputs: the summary over seeds, ``results.json``, ``results.md`` and a PNG plot.
+
+The JSON follows the contract of the core issue (checked by ``shared/tools/check_results.py``). Gaps are taken
+between per-method means and Retrain's means (each metric averaged over seeds first, as SalUn's Avg. Gap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.verification.metrics import ALL_METRICS, gap_laf, gap_salun
+
+ROW_METRICS: tuple[str, ...] = (*ALL_METRICS, "seconds")
+LABELS = {
+    "train_r": "Train_r",
+    "train_f": "Train_f",
+    "test": "Test",
+    "test_r": "Test_r",
+    "test_f": "Test_f",
+    "asr": "ASR",
+    "ua": "UA",
+    "ra": "RA",
+    "ta": "TA",
+    "mia_efficacy": "MIA-Eff.",
+    "seconds": "RTE (s)",
+}
+
+
+def mean_std(values: Sequence[Any]) -> tuple[float | None, float | None]:
+    """Mean and population standard deviation over seeds; None when the metric does not apply."""
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None, None
+    array = np.asarray(present)
+    return float(array.mean()), float(array.std())
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One summary entry per method (in first-seen order) with means, stds, both gaps and the time ratio."""
+    methods = list(dict.fromkeys(str(row["method"]) for row in rows))
+    summary: list[dict[str, Any]] = []
+    for method in methods:
+        cells = [row for row in rows if row["method"] == method]
+        entry: dict[str, Any] = {"method": method, "n_seeds": len({row["seed"] for row in cells})}
+        for metric in ROW_METRICS:
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std([row.get(metric) for row in cells])
+        summary.append(entry)
+    reference = next((entry for entry in summary if entry["method"] == "retrain"), None)
+    for entry in summary:
+        means = {metric: entry[f"{metric}_mean"] for metric in ALL_METRICS}
+        if reference is None:
+            entry["gap_laf"] = entry["gap_salun"] = entry["seconds_ratio_to_retrain"] = None
+            continue
+        retrain_means = {metric: reference[f"{metric}_mean"] for metric in ALL_METRICS}
+        entry["gap_laf"] = gap_laf(means, retrain_means)
+        entry["gap_salun"] = gap_salun(means, retrain_means)
+        retrain_seconds = reference["seconds_mean"]
+        entry["seconds_ratio_to_retrain"] = entry["seconds_mean"] / retrain_seconds if retrain_seconds else None
+    return summary
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(text.encode() if isinstance(text, str) else text)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def results_document(
+    dataset: str, scenario: str, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The results.json document: dataset, scenario, rows, summary (and provenance in ``extra``)."""
+    return {"dataset": dataset, "scenario": scenario, **(extra or {}), "rows": list(rows), "summary": summarise(rows)}
+
+
+def _cell(mean: float | None, std: float | None, digits: int = 2) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(document: Mapping[str, Any]) -> str:
+    """Mean ± std per metric, each beside Retrain's mean in brackets, plus both gaps and the time ratio."""
+    summary = document["summary"]
+    reference = next((entry for entry in summary if entry["method"] == "retrain"), None)
+    metrics = [m for m in ROW_METRICS if any(entry[f"{m}_mean"] is not None for entry in summary)]
+    header = ["Method", "Seeds", *[LABELS[m] for m in metrics], "Gap LAF", "Gap SalUn", "Time / Retrain"]
+    lines = [
+        f"### {document['dataset']} · {document['scenario']}",
+        "",
+        "Mean ± std over seeds; [Retrain's mean] beside each metric. Closer to Retrain is better.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for entry in summary:
+        cells = [entry["method"], str(entry["n_seeds"])]
+        for metric in metrics:
+            text = _cell(entry[f"{metric}_mean"], entry[f"{metric}_std"])
+            if reference is not None and entry is not reference and reference[f"{metric}_mean"] is not None:
+                text += f" [{reference[f'{metric}_mean']:.2f}]"
+            cells.append(text)
+        for key in ("gap_laf", "gap_salun"):
+            cells.append("–" if entry.get(key) is None else f"{entry[key]:.2f}")
+        ratio = entry.get("seconds_ratio_to_retrain")
+        cells.append("–" if ratio is None else f"{ratio:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ranking_table(document: Mapping[str, Any]) -> str:
+    """Methods other than Retrain ranked by each gap (smallest first)."""
+    entries = [e for e in document["summary"] if e["method"] != "retrain"]
+    lines = ["| Rank | by Gap LAF | by Gap SalUn |", "|---|---|---|"]
+    by_laf = sorted((e for e in entries if e["gap_laf"] is not None), key=lambda e: e["gap_laf"])
+    by_salun = sorted((e for e in entries if e["gap_salun"] is not None), key=lambda e: e["gap_salun"])
+    for rank in range(max(len(by_laf), len(by_salun))):
+        left = f"{by_laf[rank]['method']} ({by_laf[rank]['gap_laf']:.2f})" if rank < len(by_laf) else ""
+        right = f"{by_salun[rank]['method']} ({by_salun[rank]['gap_salun']:.2f})" if rank < len(by_salun) else ""
+        lines.append(f"| {rank + 1} | {left} | {right} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(document: Mapping[str, Any], path: Path) -> None:
+    """Bar chart of each method's metrics (means with std error bars) against Retrain's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = document["summary"]
+    metrics = [m for m in ALL_METRICS if any(entry[f"{m}_mean"] is not None for entry in summary)]
+    figure, axis = plt.subplots(figsize=(max(8, 1.2 * len(metrics) * max(1, len(summary)) / 3), 4.5))
+    width = 0.8 / max(1, len(summary))
+    positions = np.arange(len(metrics))
+    for index, entry in enumerate(summary):
+        means = [entry[f"{m}_mean"] if entry[f"{m}_mean"] is not None else np.nan for m in metrics]
+        stds = [entry[f"{m}_std"] if entry[f"{m}_std"] is not None else 0.0 for m in metrics]
+        axis.bar(positions + index * width, means, width, yerr=stds, label=entry["method"], capsize=2)
+    axis.set_xticks(positions + width * (len(summary) - 1) / 2, [LABELS[m] for m in metrics])
+    axis.set_ylabel("percent")
+    axis.set_ylim(0, 105)
+    axis.set_title(f"{document['dataset']} · {document['scenario']} (closer to retrain is better)")
+    axis.legend(fontsize=7, ncols=2)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_results(document: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write results.json, results.md and results.png into ``out_dir``; return their paths."""
+    paths = {"json": out_dir / "results.json", "md": out_dir / "results.md", "png": out_dir / "results.png"}
+    write_atomically(paths["json"], json.dumps(document, indent=2) + "\n")
+    write_atomically(
+        paths["md"], markdown_table(document) + "\nRanking by gap to Retrain:\n\n" + ranking_table(document)
+    )
+    plot(document, paths["png"])
+    return paths

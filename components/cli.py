@@ -1,0 +1,198 @@
+"""The ``mixunlearn`` command line: thin wrappers over component functions.
+
+Every user error (bad data directory, unknown method, malformed forget request or parameter) ends with a one-line
+``error: ...`` on stderr and exit status 2; nothing written earlier is left half-finished.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from components.config import DEFAULT_PARAMS, ConfigError, PipelineConfig, load_config
+from components.data.types import DataError
+from components.runtime import Callback
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="MixUnlearn: verified machine unlearning.")
+console = Console(stderr=True)
+
+BENCH_EXAMPLES = """
+Examples:
+
+  mixunlearn bench --dataset digits --scenario class:0 --methods retrain,mixunlearn --seeds 0,1,2 --out out/d
+
+  mixunlearn bench --dataset fashion_mnist --scenario data:0.4:5-9 --methods all --seeds 0 --out out/f
+
+  mixunlearn bench --dataset mnist --data-dir ~/mnist --set train.recipes.default.epochs=5 --out out/m
+"""
+
+
+class UserError(Exception):
+    """An error whose message is shown to the user as is."""
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def guarded(function: Callable[[], None]) -> None:
+    """Run ``function``; turn known error types into one line and exit status 2."""
+    try:
+        function()
+    except (ConfigError, DataError, UserError, ValueError, FileNotFoundError, RuntimeError) as error:
+        fail(str(error).splitlines()[0] if str(error) else error.__class__.__name__)
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UserError(f"{what} is empty")
+    return items
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(item) for item in parse_list(text, "--seeds")]
+    except ValueError:
+        raise UserError(f"--seeds must be a comma-separated list of integers, got {text!r}") from None
+
+
+def progress_callbacks(progress: Progress) -> Callable[[str, int], Sequence[Callback]]:
+    """A callback factory that shows one progress bar per (method, seed) cell."""
+
+    def factory(method: str, seed: int) -> Sequence[Callback]:
+        state: dict[str, Any] = {}
+
+        def callback(event: str, values: Mapping[str, float], step: int) -> None:
+            if event.endswith("_start"):
+                state["task"] = progress.add_task(f"{method} seed {seed}", total=values.get("total_steps"))
+            elif event.endswith("_step") and "task" in state:
+                progress.update(state["task"], completed=step)
+
+        return [callback]
+
+    return factory
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MB (Linux reports KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+@app.command(epilog=BENCH_EXAMPLES)
+def bench(
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: base.dataset)")] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="class:<c> | data:<f>:<classes> | random:<f> | ids:<file>")
+    ] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated method names, or 'all'")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory for results.json/.md/.png")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Directory with the dataset's files on disk")] = None,
+    model: Annotated[str | None, typer.Option(help="Override the dataset's default model")] = None,
+    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
+    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+) -> None:
+    """Run methods against a paired Retrain and write results.json, results.md and a plot."""
+
+    def run() -> None:
+        from components.bench.harness import BenchRequest, run_bench
+        from components.bench.report import markdown_table, results_document, write_results
+        from components.unlearning.base import method_names
+
+        config = load_config(params if params.exists() or params != DEFAULT_PARAMS else None, override or [])
+        names = config.bench.methods if methods is None else parse_list(methods, "--methods")
+        if names == ["all"]:
+            names = method_names()
+        request = BenchRequest(
+            dataset=dataset or config.base.dataset,
+            scenario=scenario or config.data.scenario,
+            methods=tuple(names),
+            seeds=tuple(parse_seeds(seeds) if seeds else config.bench.seeds),
+            config=config,
+            data_dir=data_dir or config.base.data_dir,
+            model=model,
+        )
+        out_dir = out or Path(config.bench.out)
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            rows = run_bench(request, out_dir, progress_callbacks(progress))
+        extra = {
+            "methods": list(request.methods),
+            "seeds": list(request.seeds),
+            "model": model,
+            "command": " ".join(["mixunlearn", *sys.argv[1:]]),
+            "machine": f"{platform.machine()} {platform.processor() or ''} {_device_name(config)}".strip(),
+            "wall_seconds": time.perf_counter() - started,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        document = results_document(request.dataset, request.scenario, rows, extra)
+        write_results(document, out_dir)
+        typer.echo(markdown_table(document))
+        typer.echo(f"wrote {out_dir / 'results.json'}, results.md, results.png")
+
+    guarded(run)
+
+
+def _device_name(config: PipelineConfig) -> str:
+    import torch
+
+    from components.runtime import resolve_device
+
+    device = resolve_device(config.base.device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+@app.command()
+def methods() -> None:
+    """List the registered unlearning methods."""
+    from components.unlearning.base import METHODS
+
+    for spec in METHODS.values():
+        typer.echo(f"{spec.name:32s} {spec.description}")
+
+
+@app.command()
+def config(
+    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
+    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+    schema: Annotated[bool, typer.Option(help="Print the JSON schema instead of the values")] = False,
+) -> None:
+    """Print the validated configuration (or its JSON schema)."""
+
+    def run() -> None:
+        if schema:
+            typer.echo(json.dumps(PipelineConfig.model_json_schema(), indent=2))
+            return
+        typer.echo(json.dumps(load_config(params, override or []).model_dump(), indent=2))
+
+    guarded(run)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The one configuration object, loaded from ``params.yaml`` plus ``key.path=value`` overrides.
+
+Each stage reads its own section. Secrets and endpoints never live here: they come from the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from components.training import TrainConfig
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml or an override is unusable; the message is one line."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BaseSection(Section):
+    """What every stage shares."""
+
+    dataset: str = "digits"
+    seed: int = 0
+    data_dir: str | None = None
+    device: str = "auto"
+
+
+class DataSection(Section):
+    """Splitting and the default forget scenario."""
+
+    val_fraction: float = Field(0.1, ge=0, lt=0.5)
+    scenario: str = "data:0.4:5-9"
+
+
+class TrainSection(Section):
+    """Training recipes of the original and retrained models, by dataset (``default`` for the rest)."""
+
+    recipes: dict[str, TrainConfig] = Field(default_factory=lambda: {"default": TrainConfig()})
+
+    def recipe(self, dataset: str) -> TrainConfig:
+        return self.recipes.get(dataset, self.recipes.get("default", TrainConfig()))
+
+
+class UnlearnSection(Section):
+    """Method settings: ``defaults.<section>`` for all datasets, ``datasets.<name>.<section>`` on top."""
+
+    defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    datasets: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+
+    def settings(self, section: str, dataset: str) -> dict[str, Any]:
+        return {**self.defaults.get(section, {}), **self.datasets.get(dataset, {}).get(section, {})}
+
+
+class BenchSection(Section):
+    """Defaults of ``mixunlearn bench``."""
+
+    methods: list[str] = Field(default_factory=lambda: ["original", "retrain", "mixunlearn"])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    out: str = "artifacts/bench"
+    cache_dir: str = "artifacts/cache"
+    eval_batch_size: int = Field(1024, ge=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _some_seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds:
+            raise ValueError("at least one seed is needed")
+        return seeds
+
+
+class PipelineConfig(Section):
+    """All of params.yaml."""
+
+    base: BaseSection = Field(default_factory=BaseSection)
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    unlearn: UnlearnSection = Field(default_factory=UnlearnSection)
+    bench: BenchSection = Field(default_factory=BenchSection)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], YAML-parsed value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key.path=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({error.__class__.__name__})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(document: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``document`` with each override set, creating intermediate mappings."""
+    result = yaml.safe_load(yaml.safe_dump(document)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a mapping")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def load_document(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"parameter file {path} not found")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections")
+    return document
+
+
+def load_config(path: Path | str | None = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Load and validate params.yaml (or only defaults when ``path`` is None) with overrides applied."""
+    document = load_document(Path(path)) if path is not None else {}
+    return config_from_mapping(apply_overrides(document, overrides))
+
+
+def config_from_mapping(document: Mapping[str, Any]) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(dict(document))
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"invalid parameter {where}: {first['msg']}") from None

@@ -1,0 +1,135 @@
+"""Membership-inference attacks used to verify forgetting.
+
+Two different attacks live here, named after the protocol they reproduce, because their numbers are not
+comparable:
+
+- ``laf_asr``: the LAF / MixUnlearn "ASR" (XGBoost on sorted softmax vectors, accuracy on forget vs test).
+- ``salun_mia_efficacy``: the SalUn / l1-sparse "MIA-Efficacy" (SVC on the true-label confidence, share of the
+  forget set called non-member).
+
+Both are pure functions of ``Predictions``; the seeded one takes its seed explicitly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xgboost
+from sklearn.svm import SVC
+
+from components.verification.predictions import Predictions
+
+
+def _sorted_probs(predictions: Predictions) -> np.ndarray:
+    """Each softmax vector sorted in descending order, so the attack sees the shape, not the class."""
+    return -np.sort(-predictions.probs, axis=1)
+
+
+def _confidence(predictions: Predictions) -> np.ndarray:
+    """Probability of the true label, ``p_y``, as an ``(n, 1)`` feature matrix."""
+    p_y = predictions.probs[np.arange(len(predictions)), predictions.labels]
+    return p_y.reshape(-1, 1)
+
+
+def laf_asr(
+    retain: Predictions,
+    forget: Predictions,
+    test: Predictions,
+    seed: int,
+    n_trees: int = 100,
+    max_shadow: int = 5000,
+) -> float:
+    """LAF / MixUnlearn attack success rate (ASR) in percent.
+
+    This is *not* SalUn's MIA-Efficacy: it is a balanced attack accuracy on forget-vs-test, so 50 means the
+    forget set is indistinguishable from unseen data. Retrain does not score 50 in practice (the LAF and
+    MixUnlearn tables put it at roughly 60-68), because its outputs on the forget set and on the test set are not
+    exchangeable: in class-level forgetting, for instance, the forget set is one class the model never predicts
+    while the test set spans all classes. The target is therefore Retrain's own ASR ("closer to Retrain is
+    better"), never 50.
+
+    Recipe (LAF, as described in the MixUnlearn method notes):
+        1. Features: each softmax vector sorted in descending order.
+        2. Shuffle the test set with ``numpy.random.default_rng(seed)``. The first
+           ``n_eval = min(len(forget), len(test) // 2)`` shuffled test samples are held out as evaluation
+           non-members; the rest, capped at ``max_shadow`` and at ``len(retain)``, are shadow non-members.
+        3. Shadow members: a random retain subset of the same size.
+        4. Fit ``xgboost.XGBClassifier`` (``n_trees`` trees, hist) on shadow members (1) vs non-members (0).
+        5. ASR = accuracy on a random ``n_eval`` subset of forget (label 1) plus the held-out test samples
+           (label 0).
+
+    Args:
+        retain: Evaluated model's outputs on the retain set.
+        forget: Evaluated model's outputs on the forget set.
+        test: Evaluated model's outputs on the full test set.
+        seed: Seeds every sampling step and the classifier; same inputs and seed give the same ASR.
+        n_trees: Number of boosted trees.
+        max_shadow: Upper bound on the shadow set size per side.
+
+    Returns:
+        Attack accuracy in percent (0-100).
+
+    Raises:
+        ValueError: if forget is empty, the test set has fewer than 2 samples, or no shadow set can be formed.
+    """
+    rng = np.random.default_rng(seed)
+    n_eval = min(len(forget), len(test) // 2)
+    if n_eval == 0:
+        raise ValueError(f"ASR needs a non-empty forget set and >= 2 test samples (got {len(forget)}, {len(test)})")
+
+    test_order = rng.permutation(len(test))
+    eval_nonmembers = test_order[:n_eval]
+    n_shadow = min(len(test) - n_eval, max_shadow, len(retain))
+    if n_shadow == 0:
+        raise ValueError("ASR needs a non-empty retain set and a non-empty max_shadow")
+    shadow_nonmembers = test_order[n_eval : n_eval + n_shadow]
+    shadow_members = rng.choice(len(retain), size=n_shadow, replace=False)
+    eval_members = rng.choice(len(forget), size=n_eval, replace=False)
+
+    retain_features, forget_features, test_features = (_sorted_probs(p) for p in (retain, forget, test))
+    x_shadow = np.concatenate([retain_features[shadow_members], test_features[shadow_nonmembers]])
+    y_shadow = np.concatenate([np.ones(n_shadow, dtype=np.int64), np.zeros(n_shadow, dtype=np.int64)])
+    x_eval = np.concatenate([forget_features[eval_members], test_features[eval_nonmembers]])
+    y_eval = np.concatenate([np.ones(n_eval, dtype=np.int64), np.zeros(n_eval, dtype=np.int64)])
+
+    # Two threads keep the result reproducible and avoid oversubscribing cores shared with the GPU feeder.
+    attacker = xgboost.XGBClassifier(n_estimators=n_trees, random_state=seed, n_jobs=2, tree_method="hist")
+    attacker.fit(x_shadow, y_shadow)
+    return float(np.mean(attacker.predict(x_eval) == y_eval) * 100.0)
+
+
+def salun_mia_efficacy(retain: Predictions, forget: Predictions, test: Predictions) -> float:
+    """SalUn / l1-sparse MIA-Efficacy in percent: share of the forget set the attack calls non-member.
+
+    Polarity: higher = more forgetting (100 = every forget sample looks unseen). Like every metric in this
+    protocol it is judged against Retrain's value, not against 100.
+
+    Recipe (OPTML-Group ``evaluation/SVC_MIA.py``, ``confidence`` feature only), deterministic:
+        1. Shadow members: the *first* ``len(test)`` retain samples in stored order (all of retain if shorter).
+        2. Shadow non-members: ``test`` as passed. For class-wise forgetting the caller passes the test set
+           without the forgotten classes, as SalUn does.
+        3. Feature: ``p_y``, the softmax probability of the true label (1-D).
+        4. Attack: ``sklearn.svm.SVC(C=3, gamma="auto", kernel="rbf")``, members 1 / non-members 0, fit on the
+           shadow sets only.
+        5. Result: percentage of forget samples predicted 0 (TN / |D_f|).
+
+    Args:
+        retain: Evaluated model's outputs on the retain set, in stored order.
+        forget: Evaluated model's outputs on the forget set.
+        test: Evaluated model's outputs on the (class-filtered, for class-wise) test set.
+
+    Returns:
+        MIA-Efficacy in percent (0-100).
+
+    Raises:
+        ValueError: if any of the three sets is empty.
+    """
+    if len(retain) == 0 or len(forget) == 0 or len(test) == 0:
+        raise ValueError(
+            f"MIA-Efficacy needs non-empty retain, forget and test sets (got {len(retain)}, {len(forget)}, {len(test)})"
+        )
+    members = retain.subset(np.arange(min(len(test), len(retain))))
+    x_shadow = np.concatenate([_confidence(members), _confidence(test)])
+    y_shadow = np.concatenate([np.ones(len(members), dtype=np.int64), np.zeros(len(test), dtype=np.int64)])
+    attacker = SVC(C=3, gamma="auto", kernel="rbf")
+    attacker.fit(x_shadow, y_shadow)
+    return float(np.mean(attacker.predict(_confidence(forget)) == 0) * 100.0)
