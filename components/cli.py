@@ -154,6 +154,58 @@ def bench(
     guarded(run)
 
 
+@app.command()
+def tune(
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: base.dataset)")] = None,
+    scenario: Annotated[str | None, typer.Option(help="Forget scenario to tune for")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated method names with a grid, or 'all'")] = "all",
+    seeds: Annotated[str, typer.Option(help="Tuning seeds")] = "0",
+    grids: Annotated[Path, typer.Option(help="YAML of {method: {key: [values]}}")] = Path("bench/grids.yaml"),
+    selected: Annotated[Path, typer.Option(help="YAML the winners are merged into")] = Path("bench/selected.yaml"),
+    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
+    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+) -> None:
+    """Select each method's setting on the validation split (never the test set) and record it."""
+
+    def run() -> None:
+        import yaml
+
+        from components.bench.harness import BenchRequest
+        from components.bench.report import write_atomically
+        from components.bench.tuning import load_grids, tune_method
+
+        config = load_config(params, override or [])
+        all_grids = load_grids(grids)
+        names = list(all_grids) if methods == "all" else parse_list(methods, "--methods")
+        missing = [name for name in names if name not in all_grids]
+        if missing:
+            raise UserError(f"no grid for {', '.join(missing)} in {grids}")
+        request = BenchRequest(
+            dataset=dataset or config.base.dataset,
+            scenario=scenario or config.data.scenario,
+            methods=tuple(names),
+            seeds=tuple(parse_seeds(seeds)),
+            config=config,
+            data_dir=config.base.data_dir,
+        )
+        document = yaml.safe_load(selected.read_text()) if selected.exists() else {}
+        for name in names:
+            result = tune_method(
+                name, all_grids[name], request,
+                lambda point, name=name: typer.echo(
+                    f"{name:32s} {dict(point.settings)} val-gap {point.validation_gap:.2f} RTE {point.seconds:.2f}s"
+                ),
+            )
+            best = result.points[0]
+            document.setdefault(request.dataset, {}).setdefault(result.kind, {})[name] = dict(best.settings)
+            typer.echo(f"selected for {name} ({request.dataset}, {result.kind}): {dict(best.settings)}")
+        header = "# Written by `mixunlearn tune`: settings selected on the validation split only (never test).\n"
+        write_atomically(selected, header + yaml.safe_dump(document, sort_keys=True))
+        typer.echo(f"wrote {selected}")
+
+    guarded(run)
+
+
 def _device_name(config: PipelineConfig) -> str:
     import torch
 

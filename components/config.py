@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -50,14 +50,42 @@ class TrainSection(Section):
         return self.recipes.get(dataset, self.recipes.get("default", TrainConfig()))
 
 
+ForgetKind = Literal["class", "sample"]
+
+
 class UnlearnSection(Section):
-    """Method settings: ``defaults.<section>`` for all datasets, ``datasets.<name>.<section>`` on top."""
+    """Method settings, merged in this order (later wins):
+
+    ``defaults.<section>`` -> ``kinds.<kind>.<section>`` -> ``datasets.<name>.<section>`` ->
+    ``datasets.<name>.kinds.<kind>.<section>``.
+
+    The kind is ``class`` when the forget set removes whole classes and ``sample`` otherwise: removing a class
+    needs strong forgetting (Retrain never saw it), while removing samples of kept classes needs gentle forgetting
+    (Retrain still classifies most of them correctly), so the two are tuned separately.
+    """
 
     defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    datasets: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    kinds: dict[ForgetKind, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    datasets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    selected_file: str | None = None
+    selected: dict[str, dict[ForgetKind, dict[str, dict[str, Any]]]] = Field(default_factory=dict)
 
-    def settings(self, section: str, dataset: str) -> dict[str, Any]:
-        return {**self.defaults.get(section, {}), **self.datasets.get(dataset, {}).get(section, {})}
+    def settings(
+        self, section: str, dataset: str, kind: ForgetKind = "sample", method: str | None = None
+    ) -> dict[str, Any]:
+        """The merged settings; ``selected[dataset][kind][method]`` (validation-tuned values) applies last."""
+        per_dataset = self.datasets.get(dataset, {})
+        layers = [
+            self.defaults.get(section, {}),
+            self.kinds.get(kind, {}).get(section, {}),
+            per_dataset.get(section, {}),
+            per_dataset.get("kinds", {}).get(kind, {}).get(section, {}),
+            self.selected.get(dataset, {}).get(kind, {}).get(method or section, {}),
+        ]
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(layer)
+        return merged
 
 
 class BenchSection(Section):
@@ -127,9 +155,19 @@ def load_document(path: Path) -> dict[str, Any]:
 
 
 def load_config(path: Path | str | None = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> PipelineConfig:
-    """Load and validate params.yaml (or only defaults when ``path`` is None) with overrides applied."""
-    document = load_document(Path(path)) if path is not None else {}
-    return config_from_mapping(apply_overrides(document, overrides))
+    """Load and validate params.yaml (or only defaults when ``path`` is None) with overrides applied.
+
+    ``unlearn.selected_file`` (relative to the parameter file) names the validation-tuned settings written by
+    ``mixunlearn tune``; they are read into ``unlearn.selected`` unless that is given explicitly.
+    """
+    document = apply_overrides(load_document(Path(path)) if path is not None else {}, overrides)
+    unlearn = document.get("unlearn") or {}
+    selected_file = unlearn.get("selected_file") if isinstance(unlearn, dict) else None
+    if selected_file and "selected" not in unlearn:
+        selected_path = (Path(path).parent if path is not None else Path()) / selected_file
+        if selected_path.exists():
+            unlearn["selected"] = load_document(selected_path)
+    return config_from_mapping(document)
 
 
 def config_from_mapping(document: Mapping[str, Any]) -> PipelineConfig:

@@ -197,7 +197,8 @@ def run_method(
     if method == "retrain":
         return prepared.retrain_model, prepared.retrain_seconds
     spec = get_method(method)
-    settings = request.config.unlearn.settings(spec.section, prepared.bundle.name)
+    kind = "class" if prepared.manifest.forgotten_classes else "sample"
+    settings = request.config.unlearn.settings(spec.section, prepared.bundle.name, kind, method)
     result = build_unlearner(method, settings)(prepared.task, callbacks)
     return result.model, result.seconds
 

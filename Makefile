@@ -1,0 +1,48 @@
+# Two entry points: `make run` (the main job on the bundled data) and `make test`. Both create the environment first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: help install run test test-all lint format bench bench-matrix clean
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned exactly: a bare or newer torch pulls a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the pinned stack
+
+run: $(STAMP) ## Run the main job on the bundled digits data
+	$(BIN)/mixunlearn bench --dataset digits --scenario class:0 --methods original,retrain,mixunlearn,mixunlearn_agnostic --seeds 0 --out artifacts/bench/digits-class0
+
+test: $(STAMP) ## Run the test suite (without the slow marker)
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-all: $(STAMP) ## Run every CPU test, slow ones included
+	$(BIN)/python -m pytest -m "not gpu" -q
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff format and autofix
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench-matrix: $(STAMP) ## Run the benchmark matrix and regenerate docs/benchmarks.md
+	$(BIN)/python bench/run_matrix.py
+
+clean: ## Remove caches and outputs (keeps .venv)
+	rm -rf artifacts .pytest_cache .ruff_cache

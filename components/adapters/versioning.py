@@ -1,0 +1,280 @@
+"""DVC + git adapter: snapshot ``data/`` into ``data.dvc``, push it to a remote, and read old versions back.
+
+This is the only module that imports ``dvc``. Git is driven through ``git -C <repo_root>`` subprocesses.
+
+The git history of ``data.dvc`` is the log of data versions (each forget batch is one commit). A snapshot is
+all-or-nothing: the data is hashed into the DVC cache, pushed to the remote, and only then is ``data.dvc``
+committed; if the push or the commit fails, ``data.dvc`` and ``.gitignore`` are put back as they were.
+
+Remotes: by default a local directory ``<repo_root>/.dvc-remote`` (git-ignored); an ``s3://`` URL with an
+optional ``endpoint_url`` (moto, MinIO) otherwise. S3 credentials come only from the environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``) and are never written to a
+config file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dvc.api
+from dvc.config_schema import RelPath
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
+from dvc.utils.serialize import load_yaml
+
+DEFAULT_LOCAL_REMOTE = ".dvc-remote"
+"""Default local-directory remote, relative to the repository root (git-ignored)."""
+
+_DVC_SETUP_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore")
+
+
+class VersioningError(RuntimeError):
+    """A DVC or git operation that failed; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DataSnapshot:
+    """One committed version of the data directory.
+
+    Attributes:
+        md5: The directory hash DVC recorded in the ``.dvc`` file (``<md5>.dir``).
+        git_rev: The git commit that holds this ``.dvc`` file (full hex SHA).
+        dvc_file: Path of the ``.dvc`` file relative to the repository root, e.g. ``data.dvc``.
+    """
+
+    md5: str
+    git_rev: str
+    dvc_file: str
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class DataVersioning:
+    """Versions one data directory of a git repository with DVC.
+
+    Args:
+        repo_root: Root of the git repository (DVC is initialised there if needed).
+        data_dir: Data directory relative to ``repo_root``; tracked as ``<data_dir>.dvc``.
+        remote_name: Name of the DVC remote to configure and push to (made the default remote).
+        remote_url: Remote URL: a local directory or ``s3://bucket/prefix``. ``None`` keeps an existing remote
+            of that name, or configures ``<repo_root>/.dvc-remote``.
+        endpoint_url: S3 endpoint (e.g. ``http://127.0.0.1:5001`` for moto); only for ``s3://`` remotes.
+    """
+
+    def __init__(
+        self,
+        repo_root: Path,
+        data_dir: str = "data",
+        remote_name: str = "local",
+        remote_url: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> None:
+        self.repo_root = Path(repo_root).resolve()
+        self.data_dir = data_dir.strip("/")
+        self.remote_name = remote_name
+        self.remote_url = remote_url
+        self.endpoint_url = endpoint_url
+        if endpoint_url is not None and not (remote_url or "").startswith("s3://"):
+            raise VersioningError(f"endpoint_url {endpoint_url!r} needs an s3:// remote_url, got {remote_url!r}")
+
+    @property
+    def dvc_file(self) -> str:
+        """The ``.dvc`` file of the data directory, relative to the repository root."""
+        return f"{self.data_dir}.dvc"
+
+    # ------------------------------------------------------------------ git
+
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        result = subprocess.run(
+            ["git", "-C", str(self.repo_root), *args], capture_output=True, text=True, env=env, check=False
+        )
+        if check and result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise VersioningError(f"git {args[0]} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
+        return result
+
+    def git_revision(self) -> str:
+        """Return the full SHA of ``HEAD``."""
+        return self._git("rev-parse", "HEAD").stdout.strip()
+
+    # ------------------------------------------------------------------ dvc
+
+    def _open(self) -> Repo:
+        try:
+            return Repo(str(self.repo_root))
+        except DvcException as error:
+            raise VersioningError(f"cannot open DVC repo at {self.repo_root}: {_one_line(error)}") from error
+
+    def ensure_initialised(self) -> None:
+        """Initialise DVC in the git repository if needed, turn analytics off and configure the remote.
+
+        Raises:
+            VersioningError: If ``repo_root`` is not the root of a git repository or DVC cannot be set up.
+        """
+        top = self._git("rev-parse", "--show-toplevel", check=False)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != self.repo_root:
+            raise VersioningError(f"{self.repo_root} is not the root of a git repository")
+        try:
+            if not (self.repo_root / ".dvc").is_dir():
+                with _quiet_dvc():
+                    Repo.init(str(self.repo_root)).close()
+            with self._open() as repo, repo.config.edit(level="repo") as config:
+                config["core"]["analytics"] = False
+                config["core"]["check_update"] = False
+                remotes = config["remote"]
+                if self.remote_url is not None:
+                    section = {"url": self._remote_location(self.remote_url)}
+                    if self.endpoint_url is not None:
+                        section["endpointurl"] = self.endpoint_url
+                    remotes[self.remote_name] = section
+                    config["core"]["remote"] = self.remote_name
+                elif self.remote_name not in remotes:
+                    remotes[self.remote_name] = {"url": self._remote_location(DEFAULT_LOCAL_REMOTE)}
+                    self._ignore(f"/{DEFAULT_LOCAL_REMOTE}")
+                config["core"].setdefault("remote", self.remote_name)
+        except DvcException as error:
+            raise VersioningError(f"cannot initialise DVC in {self.repo_root}: {_one_line(error)}") from error
+
+    def _remote_location(self, url: str) -> str:
+        """Resolve a local remote path against the repository root.
+
+        ``Config.edit`` resolves a plain relative string against the process's working directory; a ``RelPath``
+        inside the repository is written relative to ``.dvc/`` instead, so clones of the repository work.
+        """
+        if re.match(r"\w+://", url):
+            return url
+        path = Path(url) if Path(url).is_absolute() else self.repo_root / url
+        return RelPath(str(path)) if path.is_relative_to(self.repo_root) else str(path)
+
+    def _ignore(self, pattern: str) -> None:
+        """Append ``pattern`` to the root ``.gitignore`` unless it is there already."""
+        path = self.repo_root / ".gitignore"
+        lines = path.read_text().splitlines() if path.exists() else []
+        if pattern not in lines:
+            path.write_text("\n".join([*lines, pattern]) + "\n")
+
+    def current_md5(self) -> str | None:
+        """Return the md5 recorded in the working tree's ``.dvc`` file, or ``None`` if there is none."""
+        path = self.repo_root / self.dvc_file
+        if not path.exists():
+            return None
+        try:
+            outs = load_yaml(str(path)).get("outs") or []
+        except DvcException as error:
+            raise VersioningError(f"cannot read {self.dvc_file}: {_one_line(error)}") from error
+        if len(outs) != 1 or "md5" not in outs[0]:
+            raise VersioningError(f"{self.dvc_file} does not hold exactly one output with an md5")
+        return str(outs[0]["md5"])
+
+    def snapshot(self, message: str) -> DataSnapshot:
+        """Hash the data directory, push it to the remote and commit its ``.dvc`` file.
+
+        If the data is unchanged since the last commit, nothing is committed and ``HEAD`` is returned.
+
+        Args:
+            message: The git commit message.
+
+        Returns:
+            The md5 recorded in the ``.dvc`` file and the commit that holds it.
+
+        Raises:
+            VersioningError: If the data directory is missing or empty, or hashing, pushing or committing
+                fails. The ``.dvc`` file and ``.gitignore`` are then restored and nothing is committed.
+        """
+        data_path = self.repo_root / self.data_dir
+        if not data_path.is_dir() or not any(data_path.iterdir()):
+            raise VersioningError(f"cannot snapshot {self.data_dir}/: missing or empty")
+        saved = {p: _read_or_none(self.repo_root / p) for p in (self.dvc_file, ".gitignore", ".dvc/config")}
+        if saved[".dvc/config"] is None:
+            del saved[".dvc/config"]  # a fresh `dvc init` is kept even if the snapshot fails
+        candidates = [self.dvc_file, ".gitignore", *_DVC_SETUP_FILES]
+        step = "dvc init"
+        try:
+            self.ensure_initialised()
+            step = "dvc add"
+            with _quiet_dvc(), self._open() as repo:
+                repo.add(str(self.repo_root / self.data_dir))
+                step = f"dvc push to remote {self.remote_name!r}"
+                repo.push(targets=[str(self.repo_root / self.dvc_file)], remote=self.remote_name)
+            md5 = self.current_md5()
+            step = "git commit"
+            paths = [p for p in candidates if (self.repo_root / p).exists()]
+            self._git("add", "--", *paths)
+            if self._git("diff", "--cached", "--quiet", "--", *paths, check=False).returncode != 0:
+                self._git("commit", "-q", "-m", message, "--", *paths)
+        except Exception as error:  # DVC's filesystems raise OSError and others besides DvcException
+            self._rollback(candidates, saved)
+            raise VersioningError(f"snapshot of {self.data_dir}/ failed at {step}: {_one_line(error)}") from error
+        return DataSnapshot(md5=str(md5), git_rev=self.git_revision(), dvc_file=self.dvc_file)
+
+    def _rollback(self, paths: list[str], saved: dict[str, bytes | None]) -> None:
+        """Unstage ``paths`` and put the saved files back as they were before the snapshot."""
+        existing = [p for p in paths if (self.repo_root / p).exists()]
+        if existing:
+            self._git("reset", "-q", "--", *existing, check=False)
+        for relative, content in saved.items():
+            path = self.repo_root / relative
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)
+
+    def restore(self, rev: str) -> str:
+        """Make the data directory match revision ``rev`` (from the cache, else pulled from the remote).
+
+        ``<data_dir>.dvc`` is checked out from ``rev`` into the working tree (not committed), then the data
+        directory is checked out to match it exactly (files not in that version are removed).
+
+        Returns:
+            The md5 of the restored version.
+
+        Raises:
+            VersioningError: If ``rev`` has no ``.dvc`` file or the data cannot be found locally or remotely.
+        """
+        self._git("checkout", rev, "--", self.dvc_file)
+        try:
+            with _quiet_dvc(), self._open() as repo:
+                try:
+                    repo.checkout(targets=[str(self.repo_root / self.dvc_file)], force=True)
+                except (DvcException, OSError):
+                    repo.pull(targets=[str(self.repo_root / self.dvc_file)], remote=self.remote_name, force=True)
+        except (DvcException, OSError) as error:
+            raise VersioningError(f"cannot restore {self.data_dir}/ at {rev}: {_one_line(error)}") from error
+        return str(self.current_md5())
+
+    def read_at(self, path: str, rev: str) -> bytes:
+        """Return the bytes of a tracked file (e.g. ``data/raw/labels.npy``) as it was at git revision ``rev``.
+
+        Reads from the local cache, or from the configured remote when the cache lacks it.
+        """
+        try:
+            return dvc.api.read(path, repo=str(self.repo_root), rev=rev, remote=self.remote_name, mode="rb")
+        except (DvcException, OSError) as error:
+            raise VersioningError(f"cannot read {path} at {rev}: {_one_line(error)}") from error
+
+
+@contextmanager
+def _quiet_dvc() -> Iterator[None]:
+    """Hide DVC's INFO hints ("To track the changes with git, run: ...") that it logs to stdout."""
+    logger = logging.getLogger("dvc")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None

@@ -1,0 +1,127 @@
+"""Hyper-parameter selection on the validation split only: the test set is never read here.
+
+For each grid point a method runs on every tuning seed; it is scored by its *validation gap*, the mean absolute
+difference to the paired Retrain model over metrics that use training and validation data alone:
+Train_r, Train_f and validation accuracy (split into Val_r / Val_f by kept and forgotten classes for class-level
+forgetting). The grid point with the smallest mean validation gap wins; ties go to the earlier (cheaper) point.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from components.bench.harness import BenchRequest, ModelCache, PreparedSeed, prepare_seed, run_method
+from components.data.datasets import load_dataset
+from components.runtime import resolve_device
+from components.unlearning.base import get_method
+from components.verification.predictions import Predictions, predict
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One evaluated setting: its values, mean validation gap over seeds and mean RTE."""
+
+    settings: Mapping[str, Any]
+    validation_gap: float
+    seconds: float
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of ``{key: [values]}`` in key order; an empty grid is the single default point."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def validation_metrics(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float]:
+    """Train_r, Train_f and validation accuracies (per kept/forgotten classes when whole classes are forgotten)."""
+    task = prepared.task
+    if task.val is None:
+        raise ValueError("tuning needs a validation split: set data.val_fraction > 0")
+    metrics = {
+        "train_r": predict(model, task.retain.images, task.retain.labels, batch_size).accuracy(),
+        "train_f": predict(model, task.forget.images, task.forget.labels, batch_size).accuracy(),
+    }
+    val = predict(model, task.val.images, task.val.labels, batch_size)
+    forgotten = np.isin(val.labels, prepared.manifest.forgotten_classes)
+    if forgotten.any():
+        metrics["val_r"] = _accuracy(val, ~forgotten)
+        metrics["val_f"] = _accuracy(val, forgotten)
+    else:
+        metrics["val"] = val.accuracy()
+    return metrics
+
+
+def _accuracy(predictions: Predictions, mask: np.ndarray) -> float:
+    return predictions.subset(mask).accuracy()
+
+
+def validation_gap(method: Mapping[str, float], retrain: Mapping[str, float]) -> float:
+    """Mean absolute difference over the metrics both dicts hold."""
+    keys = [key for key in method if key in retrain]
+    return float(np.mean([abs(method[key] - retrain[key]) for key in keys]))
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """The forget kind tuned for (``class`` or ``sample``) and the grid points, best first."""
+
+    kind: str
+    points: tuple[GridPoint, ...]
+
+
+def tune_method(
+    method: str,
+    grid: Mapping[str, Sequence[Any]],
+    request: BenchRequest,
+    on_point: Callable[[GridPoint], None] = lambda point: None,
+) -> TuningResult:
+    """Evaluate every grid point of ``method`` on the request's seeds."""
+    get_method(method)
+    device = resolve_device(request.config.base.device)
+    bundle = load_dataset(request.dataset, request.data_dir)
+    cache = ModelCache(Path(request.config.bench.cache_dir))
+    batch = request.config.bench.eval_batch_size
+    prepared_seeds = [prepare_seed(request, bundle, seed, device, cache, lambda m, s: ()) for seed in request.seeds]
+    references = [validation_metrics(p.retrain_model, p, batch) for p in prepared_seeds]
+    kinds = {"class" if p.manifest.forgotten_classes else "sample" for p in prepared_seeds}
+    if len(kinds) != 1:
+        raise ValueError(f"the scenario forgets whole classes for some seeds only ({request.scenario})")
+    kind = kinds.pop()
+    points: list[GridPoint] = []
+    for values in expand_grid(grid):
+        gaps, seconds = [], []
+        for prepared, reference in zip(prepared_seeds, references, strict=True):
+            tuned_request = _with_settings(request, method, bundle.name, kind, values)
+            model, rte = run_method(method, prepared, tuned_request, ())
+            gaps.append(validation_gap(validation_metrics(model, prepared, batch), reference))
+            seconds.append(rte)
+        point = GridPoint(settings=values, validation_gap=float(np.mean(gaps)), seconds=float(np.mean(seconds)))
+        points.append(point)
+        on_point(point)
+    return TuningResult(kind=kind, points=tuple(sorted(points, key=lambda point: point.validation_gap)))
+
+
+def _with_settings(
+    request: BenchRequest, method: str, dataset: str, kind: str, settings: Mapping[str, Any]
+) -> BenchRequest:
+    """A copy of ``request`` whose config holds ``settings`` as the selected layer of this method/dataset/kind."""
+    document = request.config.model_dump()
+    document["unlearn"]["selected"].setdefault(dataset, {}).setdefault(kind, {})[method] = dict(settings)
+    config = type(request.config).model_validate(document)
+    return BenchRequest(**{**request.__dict__, "config": config})
+
+
+def load_grids(path: Path) -> dict[str, dict[str, list[Any]]]:
+    """Read ``{method: {key: [values]}}`` grids from YAML."""
+    document = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} must map method names to grids")
+    return document

@@ -1,0 +1,290 @@
+"""The pipeline's data directory: the current data version, forget requests and forget batches.
+
+Layout under ``data/`` (the directory ``data.dvc`` tracks)::
+
+    <dataset>/pool.npz, val.npz, test.npz   current samples (ids, images, labels); forgotten ones are gone
+    <dataset>/meta.json                     classes, normalisation, default model, split seed
+    requests/pending/<request_id>.json       deletion requests waiting for the next batch
+    requests/processed/<request_id>.json     requests honoured by a batch
+    batches/<batch_id>.json                  what each batch removed: the IDs are the record
+
+Every write goes to a temporary file first and is renamed into place, so an interrupted run never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from components.data.splits import make_split
+from components.data.types import DataError, DatasetBundle, ImageSet, ids_sha256
+
+SPLITS = ("pool", "val", "test")
+
+
+def write_bytes_atomically(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, document: Any) -> None:
+    write_bytes_atomically(path, (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def image_set_bytes(images: ImageSet) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, ids=images.ids.astype(str), images=images.images, labels=images.labels)
+    return buffer.getvalue()
+
+
+def read_image_set(path: Path) -> ImageSet:
+    if not path.exists():
+        raise DataError(f"{path} is missing; run the pipeline once to materialise the dataset")
+    with np.load(path, allow_pickle=False) as archive:
+        return ImageSet(ids=archive["ids"], images=archive["images"], labels=archive["labels"].astype(np.int64))
+
+
+class ForgetRequest(BaseModel):
+    """A data owner's deletion request: which samples, who asked, why and when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    dataset: str
+    requester: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    requested_at: datetime
+    ids: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("ids")
+    @classmethod
+    def _no_duplicates(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        duplicates = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+        if duplicates:
+            raise ValueError(f"duplicate IDs in the request: {', '.join(duplicates[:3])}")
+        return ids
+
+    @classmethod
+    def load(cls, path: Path) -> ForgetRequest:
+        try:
+            return cls.model_validate_json(path.read_text())
+        except FileNotFoundError:
+            raise DataError(f"forget request {path} not found") from None
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "document"
+            raise DataError(f"forget request {path}: {where}: {first['msg']}") from None
+
+
+class ForgetBatch(BaseModel):
+    """One deletion batch: the requests it honours and the exact sample IDs it removed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_id: str
+    dataset: str
+    created_at: datetime
+    request_ids: tuple[str, ...]
+    requesters: tuple[str, ...]
+    forget_ids: tuple[str, ...]  # pool samples whose influence must be unlearned
+    removed_elsewhere: tuple[str, ...] = ()  # val/test samples deleted too (never trained on)
+    forgotten_classes: tuple[int, ...] = ()
+    sha256: str
+    parent_pool_sha256: str
+
+
+@dataclass(frozen=True)
+class StoredDataset:
+    """The current version of one dataset, as the pipeline trains and evaluates on it."""
+
+    name: str
+    pool: ImageSet
+    val: ImageSet
+    test: ImageSet
+    meta: dict[str, Any]
+
+    def bundle(self) -> DatasetBundle:
+        """A DatasetBundle view (train = pool) for normalisation and model building."""
+        return DatasetBundle(
+            name=self.name,
+            train=self.pool,
+            test=self.test,
+            num_classes=int(self.meta["num_classes"]),
+            mean=tuple(self.meta["mean"]),
+            std=tuple(self.meta["std"]),
+            default_model=str(self.meta["default_model"]),
+        )
+
+
+class DataStore:
+    """Reads and writes the layout described in the module docstring under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def dataset_dir(self, dataset: str) -> Path:
+        return self.root / dataset
+
+    @property
+    def pending_dir(self) -> Path:
+        return self.root / "requests" / "pending"
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.root / "requests" / "processed"
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.root / "batches"
+
+    def is_materialised(self, dataset: str) -> bool:
+        directory = self.dataset_dir(dataset)
+        return all((directory / f"{split}.npz").exists() for split in SPLITS) and (directory / "meta.json").exists()
+
+    def materialise(self, bundle: DatasetBundle, val_fraction: float, seed: int) -> bool:
+        """Write the initial version (pool/val/test) once; return False when it already exists."""
+        if self.is_materialised(bundle.name):
+            return False
+        split = make_split(bundle, val_fraction, seed)
+        directory = self.dataset_dir(bundle.name)
+        for name, images in (("pool", split.pool), ("val", split.val), ("test", split.test)):
+            write_bytes_atomically(directory / f"{name}.npz", image_set_bytes(images))
+        meta = {
+            "dataset": bundle.name,
+            "num_classes": bundle.num_classes,
+            "mean": list(bundle.mean),
+            "std": list(bundle.std),
+            "default_model": bundle.default_model,
+            "split_seed": seed,
+            "val_fraction": val_fraction,
+        }
+        write_json(directory / "meta.json", meta)
+        return True
+
+    def load(self, dataset: str) -> StoredDataset:
+        directory = self.dataset_dir(dataset)
+        meta_path = directory / "meta.json"
+        if not meta_path.exists():
+            raise DataError(f"{meta_path} is missing; run the pipeline once to materialise {dataset}")
+        return StoredDataset(
+            name=dataset,
+            pool=read_image_set(directory / "pool.npz"),
+            val=read_image_set(directory / "val.npz"),
+            test=read_image_set(directory / "test.npz"),
+            meta=json.loads(meta_path.read_text()),
+        )
+
+    # -- requests -------------------------------------------------------------------------------------------
+    def submit(self, request_file: Path) -> tuple[ForgetRequest, bool]:
+        """Queue a request file; returns (request, False) when that request ID was already queued or honoured."""
+        request = ForgetRequest.load(request_file)
+        target = self.pending_dir / f"{request.request_id}.json"
+        if target.exists() or (self.processed_dir / target.name).exists():
+            return request, False
+        write_json(target, request.model_dump(mode="json"))
+        return request, True
+
+    def pending(self, dataset: str) -> list[ForgetRequest]:
+        """Pending requests for ``dataset``, oldest first."""
+        requests = [ForgetRequest.load(path) for path in sorted(self.pending_dir.glob("*.json"))]
+        return sorted((r for r in requests if r.dataset == dataset), key=lambda r: (r.requested_at, r.request_id))
+
+    def batches(self, dataset: str) -> list[ForgetBatch]:
+        batches = [ForgetBatch.model_validate_json(p.read_text()) for p in sorted(self.batches_dir.glob("*.json"))]
+        return sorted((b for b in batches if b.dataset == dataset), key=lambda b: b.created_at)
+
+    def forgotten_ids(self, dataset: str) -> set[str]:
+        """Every ID removed by an earlier batch (derived from the batch records, never stored twice)."""
+        forgotten: set[str] = set()
+        for batch in self.batches(dataset):
+            forgotten.update(batch.forget_ids)
+            forgotten.update(batch.removed_elsewhere)
+        return forgotten
+
+    # -- batches --------------------------------------------------------------------------------------------
+    def plan_batch(
+        self, current: StoredDataset, requests: list[ForgetRequest], now: datetime | None = None
+    ) -> ForgetBatch:
+        """The batch that honours ``requests`` (validated beforehand): pool IDs to unlearn, others to delete."""
+        if not requests:
+            raise DataError("no pending forget requests to batch")
+        requested = sorted({sample_id for request in requests for sample_id in request.ids})
+        pool_ids = set(current.pool.ids.tolist())
+        forget_ids = tuple(i for i in requested if i in pool_ids)
+        elsewhere = tuple(i for i in requested if i not in pool_ids)
+        if not forget_ids:
+            raise DataError("the batch names no sample of the training pool; nothing to unlearn")
+        remaining = current.pool.labels[~np.isin(current.pool.ids, forget_ids)]
+        forgotten_classes = tuple(
+            int(c)
+            for c in np.unique(current.pool.labels[np.isin(current.pool.ids, forget_ids)])
+            if c not in set(remaining.tolist())
+        )
+        created = now or datetime.now(UTC)
+        digest = ids_sha256(forget_ids)
+        return ForgetBatch(
+            batch_id=f"batch-{created.strftime('%Y%m%dT%H%M%S')}-{digest[:8]}",
+            dataset=current.name,
+            created_at=created,
+            request_ids=tuple(r.request_id for r in requests),
+            requesters=tuple(sorted({r.requester for r in requests})),
+            forget_ids=forget_ids,
+            removed_elsewhere=elsewhere,
+            forgotten_classes=forgotten_classes,
+            sha256=digest,
+            parent_pool_sha256=ids_sha256(current.pool.ids.tolist()),
+        )
+
+    def apply_batch(self, current: StoredDataset, batch: ForgetBatch) -> StoredDataset:
+        """Delete the batch's samples from every split, record the batch, and mark its requests processed.
+
+        New split files are fully written (as temporary files) before any is renamed into place; the batch record
+        is written after the data and the requests move last, so a crash leaves either the old data with pending
+        requests or the new data with its batch record.
+        """
+        if ids_sha256(current.pool.ids.tolist()) != batch.parent_pool_sha256:
+            raise DataError(f"batch {batch.batch_id} was planned on another data version; plan it again")
+        removed = np.asarray(batch.forget_ids + batch.removed_elsewhere)
+        kept = {name: getattr(current, name) for name in SPLITS}
+        kept = {name: images.subset(np.flatnonzero(~np.isin(images.ids, removed))) for name, images in kept.items()}
+        directory = self.dataset_dir(current.name)
+        staged: list[tuple[str, Path]] = []
+        try:
+            for name, images in kept.items():
+                handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(image_set_bytes(images))
+                staged.append((temporary, directory / f"{name}.npz"))
+        except BaseException:
+            for temporary, _ in staged:
+                Path(temporary).unlink(missing_ok=True)
+            raise
+        for temporary, target in staged:
+            Path(temporary).replace(target)
+        write_json(self.batches_dir / f"{batch.batch_id}.json", batch.model_dump(mode="json"))
+        for request_id in batch.request_ids:
+            source = self.pending_dir / f"{request_id}.json"
+            if source.exists():
+                self.processed_dir.mkdir(parents=True, exist_ok=True)
+                source.replace(self.processed_dir / source.name)
+        return StoredDataset(name=current.name, meta=current.meta, **kept)

@@ -1,0 +1,124 @@
+"""Fixtures for the adapter integration tests: real services on loopback, temporary git repositories.
+
+* ``offline_env`` (session, autouse): telemetry off, dummy AWS credentials, git isolated from the user's config.
+* ``moto_url`` (session): a real ``moto_server -H 127.0.0.1 -p <free port>`` subprocess, stopped at the end.
+* ``s3_bucket``: a fresh bucket on that server.
+* ``git_repo``: an empty git repository in ``tmp_path`` with ``user.name``/``user.email`` set; ``git`` runs
+  git commands in it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# MLflow decides about telemetry when it is imported, i.e. while test modules are collected, so these are set
+# here at import time as well as in the session fixture below.
+TELEMETRY_OFF = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+os.environ.update(TELEMETRY_OFF)
+
+_DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Telemetry off, dummy AWS credentials (moto accepts any), and git without global or system config."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**TELEMETRY_OFF, **_DUMMY_AWS}.items():
+            patch.setenv(key, value)
+        for key in _UNSET:
+            patch.delenv(key, raising=False)
+        patch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path_factory.mktemp("git") / "gitconfig"))
+        patch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _moto_executable() -> str:
+    candidate = Path(sys.executable).parent / "moto_server"
+    found = str(candidate) if candidate.exists() else shutil.which("moto_server")
+    if found is None:
+        pytest.fail("moto_server not found next to the interpreter or on PATH (install moto[server])")
+    return found
+
+
+@pytest.fixture(scope="session")
+def moto_url(offline_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start a real moto S3 server on a free loopback port; yield its URL; stop it by PID at the end."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [_moto_executable(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"moto_server exited with {process.returncode}: {log_path.read_text()[-500:]}")
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer at {url} within 30 s")
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def s3_bucket(moto_url: str) -> str:
+    """Create a fresh, uniquely named bucket on the moto server and return its name."""
+    from components.adapters.storage import ObjectStore
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    ObjectStore(name, endpoint_url=moto_url).ensure_bucket()
+    return name
+
+
+def _git(repo: Path, *args: str) -> str:
+    """Run ``git -C repo ...`` and return its stripped stdout (raises on failure)."""
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def git() -> Callable[..., str]:
+    """``git(repo, *args)``: run a git command in ``repo`` and return its stripped stdout."""
+    return _git
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """An empty git repository (branch ``main``) with a committer identity and signing off."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.name", "Adapter Tests")
+    _git(repo, "config", "user.email", "adapter-tests@example.invalid")
+    _git(repo, "config", "commit.gpgsign", "false")
+    return repo
