@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.training import TrainConfig
+from components.verification.gates import GateConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -105,6 +106,24 @@ class BenchSection(Section):
         return seeds
 
 
+class PipelineSection(Section):
+    """The deletion pipeline: which method serves deletions, registry names and request policy.
+
+    Endpoints and credentials (MLflow tracking server, S3) come from the environment: ``MLFLOW_TRACKING_URI``,
+    ``MIXUNLEARN_DVC_REMOTE`` (e.g. ``s3://bucket/prefix``), ``S3_ENDPOINT_URL`` and the ``AWS_*`` variables.
+    """
+
+    method: str = "mixunlearn"
+    experiment: str = "mixunlearn"
+    registered_model: str = "mixunlearn-{dataset}"
+    reference_model: str = "mixunlearn-{dataset}-retrain"
+    alias: str = "champion"
+    max_batch_fraction: float = Field(0.5, gt=0, le=1)
+    example_request: str | None = "examples/requests/digits-data-owner.json"
+    reports_dir: str = "artifacts/reports"
+    artifacts_dir: str = "artifacts"
+
+
 class PipelineConfig(Section):
     """All of params.yaml."""
 
@@ -112,6 +131,8 @@ class PipelineConfig(Section):
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
     unlearn: UnlearnSection = Field(default_factory=UnlearnSection)
+    verify: GateConfig = Field(default_factory=GateConfig)
+    pipeline: PipelineSection = Field(default_factory=PipelineSection)
     bench: BenchSection = Field(default_factory=BenchSection)
 
 

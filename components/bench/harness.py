@@ -26,8 +26,7 @@ from components.models.backbones import Backbone, build_backbone
 from components.runtime import Callback, resolve_device
 from components.training import TrainConfig, train_classifier
 from components.unlearning.base import LabeledTensors, UnlearningTask, build_unlearner, get_method
-from components.verification.metrics import evaluate_predictions
-from components.verification.predictions import predict
+from components.verification.evaluate import evaluate_model
 
 # (method, seed) -> callbacks for that cell; lets the CLI attach progress bars without the harness knowing.
 CallbackFactory = Callable[[str, int], Sequence[Callback]]
@@ -178,15 +177,11 @@ def prepare_seed(
     )
 
 
-def evaluate_model(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float | None]:
-    """All metrics of both protocols for one model, in percent."""
+def evaluate_prepared(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float | None]:
+    """All metrics of both protocols for one model on one seed's data, in percent."""
     task = prepared.task
-    return evaluate_predictions(
-        predict(model, task.retain.images, task.retain.labels, batch_size),
-        predict(model, task.forget.images, task.forget.labels, batch_size),
-        predict(model, prepared.test.images, prepared.test.labels, batch_size),
-        prepared.manifest.forgotten_classes,
-        prepared.task.seed,
+    return evaluate_model(
+        model, task.retain, task.forget, prepared.test, prepared.manifest.forgotten_classes, task.seed, batch_size
     )
 
 
@@ -222,7 +217,7 @@ def run_bench(
         )
         for method in request.methods:
             model, seconds = run_method(method, prepared, request, callbacks(method, seed))
-            metrics = evaluate_model(model, prepared, request.config.bench.eval_batch_size)
+            metrics = evaluate_prepared(model, prepared, request.config.bench.eval_batch_size)
             row: dict[str, object] = {"method": method, "seed": seed, **metrics, "seconds": seconds}
             rows.append(row)
             on_row(row)

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,8 +52,19 @@ def write_json(path: Path, document: Any) -> None:
 
 
 def image_set_bytes(images: ImageSet) -> bytes:
+    """An .npz archive (ids, images, labels) with fixed zip timestamps, so equal data gives equal bytes.
+
+    ``np.savez`` stamps entries with the current time, which would give every materialisation a new DVC md5.
+    """
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, ids=images.ids.astype(str), images=images.images, labels=images.labels)
+    arrays = {"ids": images.ids.astype(str), "images": images.images, "labels": images.labels.astype(np.int64)}
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            payload = io.BytesIO()
+            np.lib.format.write_array(payload, np.ascontiguousarray(array), allow_pickle=False)
+            archive.writestr(entry, payload.getvalue())
     return buffer.getvalue()
 
 
@@ -199,10 +211,22 @@ class DataStore:
         """Queue a request file; returns (request, False) when that request ID was already queued or honoured."""
         request = ForgetRequest.load(request_file)
         target = self.pending_dir / f"{request.request_id}.json"
-        if target.exists() or (self.processed_dir / target.name).exists():
+        if any((folder / target.name).exists() for folder in (self.pending_dir, self.processed_dir, self.rejected_dir)):
             return request, False
         write_json(target, request.model_dump(mode="json"))
         return request, True
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.root / "requests" / "rejected"
+
+    def reject(self, request: ForgetRequest, reasons: list[str]) -> None:
+        """Move a pending request to ``requests/rejected`` with the failed expectations beside it."""
+        write_json(
+            self.rejected_dir / f"{request.request_id}.json",
+            {"request": request.model_dump(mode="json"), "reasons": reasons},
+        )
+        (self.pending_dir / f"{request.request_id}.json").unlink(missing_ok=True)
 
     def pending(self, dataset: str) -> list[ForgetRequest]:
         """Pending requests for ``dataset``, oldest first."""

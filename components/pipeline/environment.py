@@ -1,0 +1,52 @@
+"""The services one pipeline run talks to, built from the config and the environment.
+
+Endpoints and credentials come from the environment only: ``MLFLOW_TRACKING_URI`` (default: SQLite under
+``mlflow/``), ``MIXUNLEARN_DVC_REMOTE`` (default: the local directory ``.dvc-remote``; ``s3://bucket/prefix`` for
+S3), ``S3_ENDPOINT_URL`` (e.g. a MinIO or moto endpoint) and the standard ``AWS_*`` credential variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.adapters.tracking import TrackingStore, default_artifact_location, default_tracking_uri
+from components.adapters.versioning import DataVersioning
+from components.config import PipelineConfig
+from components.deletion.store import DataStore
+
+
+@dataclass(frozen=True)
+class PipelineEnvironment:
+    root: Path
+    store: DataStore
+    tracking: TrackingStore
+    versioning: DataVersioning
+
+    def model_name(self, config: PipelineConfig) -> str:
+        return config.pipeline.registered_model.format(dataset=config.base.dataset)
+
+    def reference_name(self, config: PipelineConfig) -> str:
+        return config.pipeline.reference_model.format(dataset=config.base.dataset)
+
+
+def open_environment(config: PipelineConfig, root: Path) -> PipelineEnvironment:
+    """Open the data store, MLflow store and DVC repository of the project at ``root``."""
+    root = root.resolve()
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    artifact_location = None if os.environ.get("MLFLOW_TRACKING_URI") else default_artifact_location(root)
+    remote_url = os.environ.get("MIXUNLEARN_DVC_REMOTE")
+    remote_name = "s3" if remote_url and remote_url.startswith("s3://") else "local"
+    return PipelineEnvironment(
+        root=root,
+        store=DataStore(root / "data"),
+        tracking=TrackingStore(tracking_uri, config.pipeline.experiment, artifact_location),
+        versioning=DataVersioning(
+            root,
+            data_dir="data",
+            remote_name=remote_name,
+            remote_url=remote_url,
+            endpoint_url=os.environ.get("S3_ENDPOINT_URL") if remote_name == "s3" else None,
+        ),
+    )

@@ -1,0 +1,60 @@
+"""Deployments of the deletion flow: recurring batches on a schedule, and runs triggered by request events.
+
+Schedules and triggers live here, never in flow code. GPU work is serialised by a concurrency limit on the
+``gpu`` tag that the unlearning task carries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import serve
+from prefect.client.orchestration import get_client
+from prefect.events import DeploymentEventTrigger, emit_event
+
+from components.config import PipelineConfig
+from pipelines.flows import deletion_batch
+
+REQUEST_EVENT = "mixunlearn.forget-request.submitted"
+GPU_TAG = "gpu"
+
+
+def emit_request_event(dataset: str, request_id: str) -> None:
+    """Announce a queued request; the served deployment for that dataset starts a batch."""
+    emit_event(
+        event=REQUEST_EVENT,
+        resource={"prefect.resource.id": f"mixunlearn.dataset.{dataset}", "mixunlearn.request-id": request_id},
+        payload={"request_id": request_id},
+    )
+
+
+def ensure_gpu_limit(limit: int = 1) -> None:
+    """One GPU task at a time across every run that talks to this Prefect server."""
+    with get_client(sync_client=True) as client:
+        existing = {item.tag for item in client.read_concurrency_limits(limit=200, offset=0)}
+        if GPU_TAG not in existing:
+            client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=limit)
+
+
+def serve_deployments(config: PipelineConfig, root: Path, cron: str) -> None:
+    """Serve the scheduled and the event-triggered deployment of the deletion flow (blocks until stopped)."""
+    ensure_gpu_limit()
+    parameters = {"config": config.model_dump(), "root": str(root)}
+    scheduled = deletion_batch.to_deployment(
+        name=f"{config.base.dataset}-scheduled",
+        cron=cron,
+        parameters=parameters,
+        description="Recurring deletion batch over the pending forget requests",
+    )
+    triggered = deletion_batch.to_deployment(
+        name=f"{config.base.dataset}-on-request",
+        parameters=parameters,
+        triggers=[
+            DeploymentEventTrigger(
+                expect={REQUEST_EVENT},
+                match={"prefect.resource.id": f"mixunlearn.dataset.{config.base.dataset}"},
+            )
+        ],
+        description="Deletion batch started by a submitted forget request",
+    )
+    serve(scheduled, triggered)

@@ -1,0 +1,127 @@
+"""The deletion-batch flow: pending forget requests become a verified, audited, served model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.transactions import transaction
+
+from components.adapters.tracking import config_sha256
+from components.bench.report import markdown_table
+from components.config import PipelineConfig
+from components.pipeline import stages
+from components.pipeline.environment import open_environment
+from components.pipeline.report import DeletionOutcome, outcome_document
+from pipelines import tasks
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the CLI prints after a run."""
+
+    status: str  # "promoted" | "nothing-pending"
+    model: str
+    alias: str
+    version: str
+    data_md5: str
+    message: str
+    report: str | None = None
+    verdict: str | None = None
+    metrics_table: str | None = None
+
+
+@flow(name="deletion-batch", log_prints=False)
+def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
+    """Validate and version the data, then unlearn the pending deletion batch, verify it against a retrained
+    reference, and promote the result (or the reference) under the registry alias."""
+    env = open_environment(config, Path(root))
+    logger = get_run_logger()
+    name, alias = env.model_name(config), config.pipeline.alias
+    with env.tracking.parent_run(
+        f"deletion-batch-{config.base.dataset}",
+        {"dataset": config.base.dataset, "config_sha256": config_sha256(config.model_dump())},
+    ) as parent_run_id:
+        env.tracking.log_params(
+            {"dataset": config.base.dataset, "seed": config.base.seed, "method": config.pipeline.method}
+        )
+        stored = tasks.prepare_data(config, env)
+        tasks.validate_data(env, stored)
+        snapshot = tasks.version_data(env, f"data: {stored.name} version before deletion batches")
+        original, original_ref, trained = tasks.original_model(config, env, stored, snapshot)
+        batch = tasks.collect_batch(config, env, stored)
+        if batch is None:
+            message = f"nothing pending: {name}@{alias} (version {original_ref.version}) serves data {snapshot.md5}" + (
+                "" if trained else "; reused the existing model and data version"
+            )
+            logger.info(message)
+            env.tracking.set_tags({"outcome": "nothing-pending"})
+            return RunSummary("nothing-pending", name, alias, original_ref.version, snapshot.md5, message)
+
+        batch_data = stages.split_for_batch(stored, batch)
+        stored_after = tasks.apply_batch(env, stored, batch)
+        snapshot_after = tasks.version_data(
+            env, f"data: forget batch {batch.batch_id} ({len(batch.forget_ids)} samples)"
+        )
+        result = tasks.unlearn(config, env, stored, original, batch, batch_data)
+        reference, reference_ref, reference_seconds, _ = tasks.retrain_reference(
+            config, env, stored_after, snapshot_after
+        )
+        metrics = {
+            config.pipeline.method: tasks.evaluate(
+                config, env, "unlearned", result.model, stored_after, batch, batch_data
+            ),
+            "retrain": tasks.evaluate(config, env, "retrain", reference, stored_after, batch, batch_data),
+            "original": tasks.evaluate(config, env, "original", original, stored_after, batch, batch_data),
+        }
+        verdict = stages.verify(config, metrics[config.pipeline.method], metrics["retrain"])
+        lineage = {
+            "data_md5": snapshot_after.md5,
+            "git_rev": snapshot_after.git_rev,
+            "parent_data_md5": snapshot.md5,
+            "forget_batch_id": batch.batch_id,
+            "forget_manifest_sha256": batch.sha256,
+            "forget_request_ids": ",".join(batch.request_ids),
+            "parent_model_version": original_ref.version,
+            "reference_run_id": reference_ref.run_id,
+            "reference_version": f"{reference_ref.name}/{reference_ref.version}",
+            "config_sha256": config_sha256(config.model_dump()),
+            "pipeline_run_id": parent_run_id,
+            "method": config.pipeline.method,
+        }
+        with transaction():
+            source, version, previous = tasks.promote(
+                config, env, verdict, result.model, reference, stored_after, lineage
+            )
+            tasks.record_decision(env, config, version, source)
+        outcome = DeletionOutcome(
+            batch=batch,
+            verdict=verdict,
+            promoted_source=source,
+            promoted_version=version,
+            previous_version=previous,
+            metrics=metrics,
+            seconds={config.pipeline.method: result.seconds, "retrain": reference_seconds, "original": 0.0},
+            lineage=lineage,
+        )
+        report_path = tasks.report(config, env, outcome)
+        env.tracking.set_tags(
+            {"outcome": "promoted", "verdict": "pass" if verdict.passed else "fail", "promoted_version": version}
+        )
+        message = (
+            f"{verdict.summary()}; {name}@{alias} -> version {version} ({source} model, "
+            f"previously {previous or 'none'})"
+        )
+        logger.info(message)
+        return RunSummary(
+            "promoted",
+            name,
+            alias,
+            version,
+            snapshot_after.md5,
+            message,
+            report_path,
+            verdict.summary(),
+            markdown_table(outcome_document(outcome)),
+        )
