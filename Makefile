@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: help install run test test-all lint format bench bench-matrix clean
+.PHONY: help install run test test-all lint format bench-matrix repro clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP) ## Create .venv with the pinned stack
 
 run: $(STAMP) ## Run the main job on the bundled digits data
-	$(BIN)/mixunlearn bench --dataset digits --scenario class:0 --methods original,retrain,mixunlearn,mixunlearn_agnostic --seeds 0 --out artifacts/bench/digits-class0
+	$(BIN)/mixunlearn run --example
 
 test: $(STAMP) ## Run the test suite (without the slow marker)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
@@ -46,3 +46,6 @@ bench-matrix: $(STAMP) ## Run the benchmark matrix and regenerate docs/benchmark
 
 clean: ## Remove caches and outputs (keeps .venv)
 	rm -rf artifacts .pytest_cache .ruff_cache
+
+repro: $(STAMP) ## Reproduce the latest deletion batch's stages with DVC (after `make run`)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -50,8 +51,14 @@ def guarded(function: Callable[[], None]) -> None:
     """Run ``function``; turn known error types into one line and exit status 2."""
     try:
         function()
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        fail(f"invalid {error.title} setting {where}: {first['msg']}")
     except (ConfigError, DataError, UserError, ValueError, FileNotFoundError, RuntimeError) as error:
-        fail(str(error).splitlines()[0] if str(error) else error.__class__.__name__)
+        lines = str(error).splitlines() or [error.__class__.__name__]
+        # Contract failures list one failing expectation per line after the summary: show them all.
+        fail("\n".join(lines) if getattr(error, "itemised", False) else lines[0])
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -191,7 +198,9 @@ def tune(
         document = yaml.safe_load(selected.read_text()) if selected.exists() else {}
         for name in names:
             result = tune_method(
-                name, all_grids[name], request,
+                name,
+                all_grids[name],
+                request,
                 lambda point, name=name: typer.echo(
                     f"{name:32s} {dict(point.settings)} val-gap {point.validation_gap:.2f} RTE {point.seconds:.2f}s"
                 ),
@@ -213,6 +222,26 @@ def _device_name(config: PipelineConfig) -> str:
 
     device = resolve_device(config.base.device)
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help="validate | train | unlearn | retrain | verify")],
+    root: Annotated[Path, typer.Option(help="Project root (data/, artifacts/)")] = Path(),
+    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
+    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+) -> None:
+    """Run one pipeline stage from files (what `dvc repro` calls); outputs go under artifacts/<stage>/."""
+
+    def run() -> None:
+        from components.pipeline.dvc_stages import STAGES, StageContext
+
+        if name not in STAGES:
+            raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+        result = STAGES[name](StageContext(load_config(params, override or []), root.resolve()))
+        typer.echo(json.dumps(result, indent=2, default=str)[:4000])
+
+    guarded(run)
 
 
 @app.command()

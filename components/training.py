@@ -66,11 +66,15 @@ def make_optimizer(
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random padded crop and horizontal flip of a batch, drawn from ``generator``."""
-    n, _, h, w = x.shape
+    """Per-sample random padded crop and horizontal flip of a batch, drawn from ``generator``."""
+    n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
-    out = padded[:, :, dy : dy + h, dx : dx + w]
+    offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)
+    rows = (offsets[0].view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (offsets[1].view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    samples = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channels = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    out = padded[samples, channels, rows, cols]
     flip = torch.rand(n, generator=generator) < 0.5
     return torch.where(flip.to(x.device).view(n, 1, 1, 1), out.flip(3), out)
 

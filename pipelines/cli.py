@@ -6,6 +6,7 @@ a served deployment reacts to); ``serve`` starts the scheduled and event-trigger
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +28,12 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _quiet_libraries() -> None:
+    """MLflow and GX log routine INFO lines (table creation, temp dirs, 'registered model'); keep warnings."""
+    for name in ("mlflow", "great_expectations", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @app.command()
@@ -60,6 +67,7 @@ def run(
             )
         from pipelines.flows import deletion_batch
 
+        _quiet_libraries()
         summary = deletion_batch(config, str(root.resolve()))
         typer.echo(summary.message)
         if summary.metrics_table:

@@ -50,7 +50,7 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
         tasks.validate_data(env, stored)
         snapshot = tasks.version_data(env, f"data: {stored.name} version before deletion batches")
         original, original_ref, trained = tasks.original_model(config, env, stored, snapshot)
-        batch = tasks.collect_batch(config, env, stored)
+        batch = tasks.collect_batch(config, env, stored, snapshot)
         if batch is None:
             message = f"nothing pending: {name}@{alias} (version {original_ref.version}) serves data {snapshot.md5}" + (
                 "" if trained else "; reused the existing model and data version"

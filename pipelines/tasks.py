@@ -120,7 +120,9 @@ def original_model(
 
 
 @task(name="collect-batch", **TASK_OPTIONS)
-def collect_batch(config: PipelineConfig, env: PipelineEnvironment, stored: StoredDataset) -> ForgetBatch | None:
+def collect_batch(
+    config: PipelineConfig, env: PipelineEnvironment, stored: StoredDataset, snapshot: DataSnapshot
+) -> ForgetBatch | None:
     """Validate pending requests (rejecting bad ones with their reasons) and plan one batch of the rest."""
     pending = env.store.pending(stored.name)
     if not pending:
@@ -134,7 +136,7 @@ def collect_batch(config: PipelineConfig, env: PipelineEnvironment, stored: Stor
             get_run_logger().warning("rejected request %s: %s", request.request_id, "; ".join(report.failures))
     if not accepted:
         return None
-    batch = env.store.plan_batch(stored, accepted)
+    batch = env.store.plan_batch(stored, accepted, parent_data_md5=snapshot.md5, parent_git_rev=snapshot.git_rev)
     combined = stages.validate_requests(config, env.store, stored, [_as_request(batch, accepted[0])])
     report = combined[0][1]
     if not report.success:

@@ -25,6 +25,8 @@ _SMALL_SET = 20
 class ValidationFailed(ValueError):  # noqa: N818 (the name the pipeline and issue #3 use)
     """Data that breaks its contract; the message lists each failing expectation on its own line."""
 
+    itemised = True  # the CLI prints every line of the message, not only the first
+
 
 @dataclass(frozen=True)
 class ValidationReport:

@@ -25,7 +25,7 @@ from components.data.types import DatasetBundle, ImageSet, ids_sha256
 from components.models.backbones import Backbone, build_backbone
 from components.runtime import Callback, resolve_device
 from components.training import TrainConfig, train_classifier
-from components.unlearning.base import LabeledTensors, UnlearningTask, build_unlearner, get_method
+from components.unlearning.base import LabeledTensors, UnlearningTask, build_config, build_unlearner, get_method
 from components.verification.evaluate import evaluate_model
 
 # (method, seed) -> callbacks for that cell; lets the CLI attach progress bars without the harness knowing.
@@ -205,8 +205,10 @@ def run_bench(
     on_row: Callable[[dict[str, object]], None] = lambda row: None,
 ) -> list[dict[str, object]]:
     """Run every (seed, method) cell and return one row per cell (metrics in percent, RTE in seconds)."""
-    for method in request.methods:
-        get_method(method)  # fail before any training on an unknown name
+    for method in request.methods:  # fail on an unknown name or a bad setting before any training
+        spec = get_method(method)
+        for kind in ("class", "sample"):
+            build_config(method, request.config.unlearn.settings(spec.section, request.dataset, kind, method))
     device = resolve_device(request.config.base.device)
     bundle = load_dataset(request.dataset, request.data_dir)
     cache = ModelCache(Path(request.config.bench.cache_dir))

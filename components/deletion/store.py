@@ -123,6 +123,8 @@ class ForgetBatch(BaseModel):
     forgotten_classes: tuple[int, ...] = ()
     sha256: str
     parent_pool_sha256: str
+    parent_data_md5: str | None = None  # DVC md5 of data/ before the batch
+    parent_git_rev: str | None = None  # git commit holding that data.dvc: the forget samples stay retrievable
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,12 @@ class DataStore:
 
     # -- batches --------------------------------------------------------------------------------------------
     def plan_batch(
-        self, current: StoredDataset, requests: list[ForgetRequest], now: datetime | None = None
+        self,
+        current: StoredDataset,
+        requests: list[ForgetRequest],
+        now: datetime | None = None,
+        parent_data_md5: str | None = None,
+        parent_git_rev: str | None = None,
     ) -> ForgetBatch:
         """The batch that honours ``requests`` (validated beforehand): pool IDs to unlearn, others to delete."""
         if not requests:
@@ -277,6 +284,8 @@ class DataStore:
             forgotten_classes=forgotten_classes,
             sha256=digest,
             parent_pool_sha256=ids_sha256(current.pool.ids.tolist()),
+            parent_data_md5=parent_data_md5,
+            parent_git_rev=parent_git_rev,
         )
 
     def apply_batch(self, current: StoredDataset, batch: ForgetBatch) -> StoredDataset:

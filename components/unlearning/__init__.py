@@ -1,3 +1,3 @@
 """Unlearning methods; importing this package registers every method in ``base.METHODS``."""
 
-from components.unlearning import mixunlearn, reference  # noqa: F401  (registration side effect)
+from components.unlearning import reference, mixunlearn, baselines  # noqa: F401, I001  (registration order = listing order)

@@ -245,7 +245,8 @@ class MixUnlearn:
     def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
         """``epochs`` passes over the forget set, each forget batch zipped with a fresh retain batch."""
         config, task = self.config, self.task
-        batches_per_epoch = -(-len(task.forget) // config.batch_size)
+        full, rest = divmod(len(task.forget), config.batch_size)
+        batches_per_epoch = full + (1 if rest >= 2 else 0)  # a one-sample remainder is skipped below
         emit(callbacks, "unlearn_start", {"total_steps": float(batches_per_epoch * config.epochs)}, 0)
         retain_stream = endless_minibatches(len(task.retain), config.batch_size, self.generator_rng)
         stopwatch = Stopwatch(self.device)
