@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.models.backbones import build_backbone  # noqa: E402
-from components.training import TrainConfig, make_optimizer  # noqa: E402
-from components.unlearning.base import LabeledTensors, UnlearningTask  # noqa: E402
-from components.unlearning.mixunlearn import MixUnlearn, MixUnlearnConfig  # noqa: E402
+from components.models.backbones import build_backbone
+from components.training import TrainConfig, make_optimizer
+from components.unlearning.base import LabeledTensors, UnlearningTask
+from components.unlearning.mixunlearn import MixUnlearn, MixUnlearnConfig
 
 
 def tiny_task(device: torch.device) -> UnlearningTask:
@@ -106,8 +106,13 @@ def mixunlearn_throughput(device: torch.device, amp: bool, steps: int, batch: in
     forget = LabeledTensors(torch.randn(n, 3, 32, 32, device=device), torch.randint(0, 10, (n,), device=device))
     retain = LabeledTensors(torch.randn(n, 3, 32, 32, device=device), torch.randint(0, 10, (n,), device=device))
     task = UnlearningTask(
-        original=original, forget=forget, retain=retain, num_classes=10, seed=0,
-        build_model=lambda: build_backbone("resnet18", (3, 32, 32), 10), train_config=TrainConfig(),
+        original=original,
+        forget=forget,
+        retain=retain,
+        num_classes=10,
+        seed=0,
+        build_model=lambda: build_backbone("resnet18", (3, 32, 32), 10),
+        train_config=TrainConfig(),
     )
     unlearner = MixUnlearn(MixUnlearnConfig(batch_size=batch, amp=amp, tau_mix=20, tau_real=20), task)
     counter = {"i": 0}
@@ -140,15 +145,27 @@ def main() -> int:
     rows = []
     for amp in (False, True):
         precision = "bf16-amp" if amp else "fp32"
-        rows.append({"workload": "train resnet18 32x32", "precision": precision,
-                     "images_per_s": training_throughput(device, amp, args.steps)})
-        rows.append({"workload": "mixunlearn resnet18 32x32", "precision": precision,
-                     "images_per_s": mixunlearn_throughput(device, amp, args.steps)})
+        rows.append(
+            {
+                "workload": "train resnet18 32x32",
+                "precision": precision,
+                "images_per_s": training_throughput(device, amp, args.steps),
+            }
+        )
+        rows.append(
+            {
+                "workload": "mixunlearn resnet18 32x32",
+                "precision": precision,
+                "images_per_s": mixunlearn_throughput(device, amp, args.steps),
+            }
+        )
     report["throughput"] = rows
     check = report["cpu_vs_cuda"]
     print(f"device: {report['device']} (torch {report['torch']})")
-    print(f"MixUnlearn CPU vs CUDA: max weight diff {check['max_weight_diff']:.2e}, "
-          f"max prob diff {check['max_prob_diff']:.2e}, argmax agreement {check['argmax_agreement_pct']:.1f}%")
+    print(
+        f"MixUnlearn CPU vs CUDA: max weight diff {check['max_weight_diff']:.2e}, "
+        f"max prob diff {check['max_prob_diff']:.2e}, argmax agreement {check['argmax_agreement_pct']:.1f}%"
+    )
     print(f"| {'workload':28s} | {'precision':9s} | images/s |")
     print(f"|{'-' * 30}|{'-' * 11}|----------|")
     for row in rows:

@@ -206,8 +206,8 @@ def tune(
                 ),
             )
             best = result.points[0]
-            document.setdefault(request.dataset, {}).setdefault(result.kind, {})[name] = dict(best.settings)
-            typer.echo(f"selected for {name} ({request.dataset}, {result.kind}): {dict(best.settings)}")
+            document.setdefault(request.dataset, {}).setdefault(request.scenario, {})[name] = dict(best.settings)
+            typer.echo(f"selected for {name} ({request.dataset}, {request.scenario}): {dict(best.settings)}")
         header = "# Written by `mixunlearn tune`: settings selected on the validation split only (never test).\n"
         write_atomically(selected, header + yaml.safe_dump(document, sort_keys=True))
         typer.echo(f"wrote {selected}")

@@ -69,19 +69,27 @@ class UnlearnSection(Section):
     kinds: dict[ForgetKind, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     selected_file: str | None = None
-    selected: dict[str, dict[ForgetKind, dict[str, dict[str, Any]]]] = Field(default_factory=dict)
+    selected: dict[str, dict[str, dict[str, dict[str, Any]]]] = Field(default_factory=dict)
 
     def settings(
-        self, section: str, dataset: str, kind: ForgetKind = "sample", method: str | None = None
+        self,
+        section: str,
+        dataset: str,
+        kind: ForgetKind = "sample",
+        method: str | None = None,
+        scenario: str | None = None,
     ) -> dict[str, Any]:
-        """The merged settings; ``selected[dataset][kind][method]`` (validation-tuned values) applies last."""
+        """The merged settings; validation-tuned values (``selected[dataset][scenario or kind][method]``) apply
+        last, the scenario's entry when there is one, else the forget kind's."""
+        tuned = self.selected.get(dataset, {})
+        chosen = tuned.get(scenario, {}) if scenario and scenario in tuned else tuned.get(kind, {})
         per_dataset = self.datasets.get(dataset, {})
         layers = [
             self.defaults.get(section, {}),
             self.kinds.get(kind, {}).get(section, {}),
             per_dataset.get(section, {}),
             per_dataset.get("kinds", {}).get(kind, {}).get(section, {}),
-            self.selected.get(dataset, {}).get(kind, {}).get(method or section, {}),
+            chosen.get(method or section, {}),
         ]
         merged: dict[str, Any] = {}
         for layer in layers:

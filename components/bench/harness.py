@@ -193,7 +193,7 @@ def run_method(
         return prepared.retrain_model, prepared.retrain_seconds
     spec = get_method(method)
     kind = "class" if prepared.manifest.forgotten_classes else "sample"
-    settings = request.config.unlearn.settings(spec.section, prepared.bundle.name, kind, method)
+    settings = request.config.unlearn.settings(spec.section, prepared.bundle.name, kind, method, request.scenario)
     result = build_unlearner(method, settings)(prepared.task, callbacks)
     return result.model, result.seconds
 
@@ -208,7 +208,9 @@ def run_bench(
     for method in request.methods:  # fail on an unknown name or a bad setting before any training
         spec = get_method(method)
         for kind in ("class", "sample"):
-            build_config(method, request.config.unlearn.settings(spec.section, request.dataset, kind, method))
+            build_config(
+                method, request.config.unlearn.settings(spec.section, request.dataset, kind, method, request.scenario)
+            )
     device = resolve_device(request.config.base.device)
     bundle = load_dataset(request.dataset, request.data_dir)
     cache = ModelCache(Path(request.config.bench.cache_dir))

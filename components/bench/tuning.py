@@ -99,7 +99,7 @@ def tune_method(
     for values in expand_grid(grid):
         gaps, seconds = [], []
         for prepared, reference in zip(prepared_seeds, references, strict=True):
-            tuned_request = _with_settings(request, method, bundle.name, kind, values)
+            tuned_request = _with_settings(request, method, bundle.name, request.scenario, values)
             model, rte = run_method(method, prepared, tuned_request, ())
             gaps.append(validation_gap(validation_metrics(model, prepared, batch), reference))
             seconds.append(rte)
@@ -110,11 +110,11 @@ def tune_method(
 
 
 def _with_settings(
-    request: BenchRequest, method: str, dataset: str, kind: str, settings: Mapping[str, Any]
+    request: BenchRequest, method: str, dataset: str, scenario: str, settings: Mapping[str, Any]
 ) -> BenchRequest:
-    """A copy of ``request`` whose config holds ``settings`` as the selected layer of this method/dataset/kind."""
+    """A copy of ``request`` whose config holds ``settings`` as the selected layer of this method and scenario."""
     document = request.config.model_dump()
-    document["unlearn"]["selected"].setdefault(dataset, {}).setdefault(kind, {})[method] = dict(settings)
+    document["unlearn"]["selected"].setdefault(dataset, {}).setdefault(scenario, {})[method] = dict(settings)
     config = type(request.config).model_validate(document)
     return BenchRequest(**{**request.__dict__, "config": config})
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from components.models.backbones import Backbone
@@ -52,7 +52,9 @@ class MixUnlearnConfig(MethodConfig):
             (the code's 0.999); 0 means a fresh snapshot of the current unlearner at each generator step, the
             spec's "simpler equivalent", which is the default because a 0.999 EMA hardly moves in a few
             hundred steps and would attack the original model instead.
-        tau_mix, tau_real, tau_gen: temperatures of L_mix, L_real and L_gen; a large tau forgets gently.
+        tau_mix, tau_real, tau_gen: temperatures of L_mix, L_real and L_gen; a large tau forgets gently. The key
+            ``tau`` sets all three. Validation selects tau per forget kind: removing whole classes needs strong
+            forgetting (tau 1 on digits), removing samples of kept classes gentle forgetting (tau 16).
         omega: weight of L_real.
         sharpen_temperature: T of the label-agnostic targets (the code's default is 0.3).
         batchnorm: ``frozen`` keeps BatchNorm running statistics of the original model (mixed and forget batches
@@ -82,6 +84,18 @@ class MixUnlearnConfig(MethodConfig):
     ema_momentum: float = Field(0.0, ge=0, lt=1)
     batchnorm: Literal["frozen", "train"] = "frozen"
     amp: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_tau(cls, data: Any) -> Any:
+        """``tau`` sets tau_mix, tau_real and tau_gen at once (the spec's starting point ties them); an
+        explicitly given temperature wins."""
+        if isinstance(data, dict) and "tau" in data:
+            data = dict(data)
+            tau = data.pop("tau")
+            for key in ("tau_mix", "tau_real", "tau_gen"):
+                data.setdefault(key, tau)
+        return data
 
 
 @dataclass(frozen=True)
