@@ -112,6 +112,7 @@ def bench(
     model: Annotated[str | None, typer.Option(help="Override the dataset's default model")] = None,
     params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
     override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+    jobs: Annotated[int, typer.Option(help="Parallel processes for (seed, method) cells; 1 for timings")] = 1,
 ) -> None:
     """Run methods against a paired Retrain and write results.json, results.md and a plot."""
 
@@ -143,11 +144,12 @@ def bench(
             console=console,
             transient=True,
         ) as progress:
-            rows = run_bench(request, out_dir, progress_callbacks(progress))
+            rows = run_bench(request, out_dir, progress_callbacks(progress), jobs=jobs)
         extra = {
             "methods": list(request.methods),
             "seeds": list(request.seeds),
             "model": model,
+            "jobs": jobs,
             "command": " ".join(["mixunlearn", *sys.argv[1:]]),
             "machine": f"{platform.machine()} {platform.processor() or ''} {_device_name(config)}".strip(),
             "wall_seconds": time.perf_counter() - started,

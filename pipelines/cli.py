@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
+import psutil
 import typer
 
 from components.cli import UserError, app, guarded
@@ -57,10 +59,14 @@ def run(
         queue = list(request or [])
         if example and config.pipeline.example_request:
             queue.append(root / config.pipeline.example_request)
+        from components.deletion.store import ForgetRequest
+
+        for path in queue:  # check every request before queueing any
+            candidate = ForgetRequest.load(path)
+            if candidate.dataset != config.base.dataset:
+                raise UserError(f"request {candidate.request_id} is for {candidate.dataset}, not {config.base.dataset}")
         for path in queue:
             submitted, added = store.submit(path)
-            if submitted.dataset != config.base.dataset:
-                raise UserError(f"request {submitted.request_id} is for {submitted.dataset}, not {config.base.dataset}")
             typer.echo(
                 f"{'queued' if added else 'already known'}: request {submitted.request_id} "
                 f"({len(submitted.ids)} samples, {submitted.requester})"
@@ -74,6 +80,12 @@ def run(
             typer.echo(summary.metrics_table)
         if summary.report:
             typer.echo(f"report: {summary.report}")
+        wall = time.time() - psutil.Process().create_time()
+        typer.echo(
+            f"wall {wall:.1f} s: compute stages (training, unlearning, evaluation) {summary.compute_seconds:.1f} s, "
+            f"orchestration, tracking, versioning and validation {wall - summary.compute_seconds:.1f} s "
+            f"({100 * (wall - summary.compute_seconds) / wall:.0f}%)"
+        )
 
     guarded(go)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from prefect import flow, get_run_logger
 from prefect.transactions import transaction
 
@@ -14,6 +15,7 @@ from components.config import PipelineConfig
 from components.pipeline import stages
 from components.pipeline.environment import open_environment
 from components.pipeline.report import DeletionOutcome, outcome_document
+from components.runtime import Stopwatch
 from pipelines import tasks
 
 
@@ -30,6 +32,7 @@ class RunSummary:
     report: str | None = None
     verdict: str | None = None
     metrics_table: str | None = None
+    compute_seconds: float = 0.0  # training, unlearning and evaluation; the rest of the run is orchestration
 
 
 @flow(name="deletion-batch", log_prints=False)
@@ -38,6 +41,7 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
     reference, and promote the result (or the reference) under the registry alias."""
     env = open_environment(config, Path(root))
     logger = get_run_logger()
+    evaluation = Stopwatch(torch.device("cpu"))  # the evaluate tasks' wall seconds
     name, alias = env.model_name(config), config.pipeline.alias
     with env.tracking.parent_run(
         f"deletion-batch-{config.base.dataset}",
@@ -49,15 +53,23 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
         stored = tasks.prepare_data(config, env)
         tasks.validate_data(env, stored)
         snapshot = tasks.version_data(env, f"data: {stored.name} version before deletion batches")
-        original, original_ref, trained = tasks.original_model(config, env, stored, snapshot)
+        original, original_ref, train_seconds = tasks.original_model(config, env, stored, snapshot)
         batch = tasks.collect_batch(config, env, stored, snapshot)
         if batch is None:
             message = f"nothing pending: {name}@{alias} (version {original_ref.version}) serves data {snapshot.md5}" + (
-                "" if trained else "; reused the existing model and data version"
+                "; reused the existing model and data version" if train_seconds == 0 else ""
             )
             logger.info(message)
             env.tracking.set_tags({"outcome": "nothing-pending"})
-            return RunSummary("nothing-pending", name, alias, original_ref.version, snapshot.md5, message)
+            return RunSummary(
+                "nothing-pending",
+                name,
+                alias,
+                original_ref.version,
+                snapshot.md5,
+                message,
+                compute_seconds=train_seconds,
+            )
 
         batch_data = stages.split_for_batch(stored, batch)
         stored_after = tasks.apply_batch(env, stored, batch)
@@ -65,19 +77,21 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             env, f"data: forget batch {batch.batch_id} ({len(batch.forget_ids)} samples)"
         )
         result = tasks.unlearn(config, env, stored, original, batch, batch_data)
-        reference, reference_ref, reference_seconds, _ = tasks.retrain_reference(
+        reference, reference_ref, reference_seconds, retrained = tasks.retrain_reference(
             config, env, stored_after, snapshot_after
         )
-        metrics = {
-            config.pipeline.method: tasks.evaluate(
-                config, env, "unlearned", result.model, stored_after, batch, batch_data
-            ),
-            "retrain": tasks.evaluate(config, env, "retrain", reference, stored_after, batch, batch_data),
-            "original": tasks.evaluate(config, env, "original", original, stored_after, batch, batch_data),
-        }
+        with evaluation.measure():
+            metrics = {
+                config.pipeline.method: tasks.evaluate(
+                    config, env, "unlearned", result.model, stored_after, batch, batch_data
+                ),
+                "retrain": tasks.evaluate(config, env, "retrain", reference, stored_after, batch, batch_data),
+                "original": tasks.evaluate(config, env, "original", original, stored_after, batch, batch_data),
+            }
         verdict = stages.verify(config, metrics[config.pipeline.method], metrics["retrain"])
         lineage = {
             "data_md5": snapshot_after.md5,
+            "pool_sha256": tasks.pool_fingerprint(stored_after),
             "git_rev": snapshot_after.git_rev,
             "parent_data_md5": snapshot.md5,
             "forget_batch_id": batch.batch_id,
@@ -124,4 +138,5 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             report_path,
             verdict.summary(),
             markdown_table(outcome_document(outcome)),
+            train_seconds + result.seconds + (reference_seconds if retrained else 0.0) + evaluation.seconds,
         )

@@ -17,9 +17,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.transactions import get_transaction
 
 from components.adapters.expectations import ValidationFailed
-from components.adapters.tracking import ModelVersionRef, config_sha256, metrics_callback
+from components.adapters.tracking import ModelVersionRef, TrackingStore, config_sha256, metrics_callback
 from components.adapters.versioning import DataSnapshot
 from components.config import PipelineConfig
+from components.data.types import ids_sha256
 from components.deletion.store import ForgetBatch, StoredDataset
 from components.models.backbones import Backbone
 from components.pipeline import stages
@@ -41,6 +42,14 @@ def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
             log(event, dict(values), step)
 
     return [callback]
+
+
+def pool_fingerprint(stored: StoredDataset) -> str:
+    """sha256 of the training pool's sample IDs: the samples a model was trained on or honours.
+
+    The DVC md5 of ``data/`` also changes when requests are queued or batch records are written, so model reuse
+    and the reference cache key on this instead."""
+    return ids_sha256(stored.pool.ids.tolist())
 
 
 def recipe_tags(config: PipelineConfig, stored: StoredDataset) -> dict[str, str]:
@@ -85,17 +94,20 @@ def version_data(env: PipelineEnvironment, message: str) -> DataSnapshot:
 @task(name="original-model", **TASK_OPTIONS)
 def original_model(
     config: PipelineConfig, env: PipelineEnvironment, stored: StoredDataset, snapshot: DataSnapshot
-) -> tuple[Backbone, ModelVersionRef, bool]:
-    """The serving model for this data version: the champion when its lineage matches, else a new original."""
+) -> tuple[Backbone, ModelVersionRef, float]:
+    """The serving model for this data version: the champion when its lineage matches, else a new original.
+
+    Returns (model, version, training seconds), the seconds 0 when the champion was reused."""
     name = env.model_name(config)
     champion = env.tracking.get_alias(name, config.pipeline.alias)
     bundle = stored.bundle()
-    if champion is not None and env.tracking.version_tags(name, champion.version).get("data_md5") == snapshot.md5:
+    pool = pool_fingerprint(stored)
+    if champion is not None and env.tracking.version_tags(name, champion.version).get("pool_sha256") == pool:
         model = env.tracking.load_model(champion, into=stages.model_builder(config, bundle))
         get_run_logger().info(
             "reusing %s@%s (version %s) for data %s", name, config.pipeline.alias, champion.version, snapshot.md5
         )
-        return model, champion, False
+        return model, champion, 0.0
     with env.tracking.child_run("train-original", {"stage": "train", "data_md5": snapshot.md5}):
         env.tracking.log_params({"train." + k: v for k, v in stages.recipe_for(config, bundle)[0].model_dump().items()})
         env.tracking.log_input(stored.name, snapshot.md5, "data/", "train")
@@ -110,13 +122,14 @@ def original_model(
                 "source": "original",
                 "data_md5": snapshot.md5,
                 "git_rev": snapshot.git_rev,
+                "pool_sha256": pool,
                 "config_sha256": config_sha256(config.model_dump()),
                 **recipe_tags(config, stored),
             },
         )
     env.tracking.set_alias(name, config.pipeline.alias, ref.version)
     get_run_logger().info("trained and registered %s version %s as %s", name, ref.version, config.pipeline.alias)
-    return model, ref, True
+    return model, ref, seconds
 
 
 @task(name="collect-batch", **TASK_OPTIONS)
@@ -187,7 +200,7 @@ def retrain_reference(
     """The retrain-from-scratch reference on the retained data, reused when (data md5, recipe, seed) match."""
     name = env.reference_name(config)
     bundle = stored_after.bundle()
-    key = {"data_md5": snapshot.md5, **recipe_tags(config, stored_after)}
+    key = {"pool_sha256": pool_fingerprint(stored_after), **recipe_tags(config, stored_after)}
     found = env.tracking.find_versions(name, key) if _registered(env, name) else []
     if found:
         ref = found[-1]
@@ -195,13 +208,16 @@ def retrain_reference(
         seconds = float(env.tracking.version_tags(name, ref.version).get("train_seconds", "nan"))
         get_run_logger().info("reusing retrain reference %s version %s", name, ref.version)
         return model, ref, seconds, False
-    with env.tracking.child_run("retrain-reference", {"stage": "retrain", **key}):
+    with env.tracking.child_run("retrain-reference", {"stage": "retrain", "data_md5": snapshot.md5, **key}):
         env.tracking.log_input(stored_after.name, snapshot.md5, "data/", "retain")
         device = resolve_device(config.base.device)
         model, seconds = stages.train_model(config, bundle, stored_after.pool, device, epoch_metrics(env))
         env.tracking.log_metrics({"train_seconds": seconds})
         ref = env.tracking.log_model(
-            model.cpu(), _example(stored_after), name, {"source": "retrain", "train_seconds": f"{seconds:.3f}", **key}
+            model.cpu(),
+            _example(stored_after),
+            name,
+            {"source": "retrain", "train_seconds": f"{seconds:.3f}", "data_md5": snapshot.md5, **key},
         )
     return model, ref, seconds, True
 
@@ -256,7 +272,9 @@ def promote(
     previous = env.tracking.get_alias(name, config.pipeline.alias)
     transaction = get_transaction()
     if transaction is not None:
-        transaction.set("env", env)
+        # plain values only: the transaction deep-copies what it stores
+        transaction.set("tracking_uri", env.tracking.tracking_uri)
+        transaction.set("experiment", env.tracking.experiment)
         transaction.set("alias", config.pipeline.alias)
         transaction.set("model_name", name)
         transaction.set("previous_version", previous.version if previous else None)
@@ -280,13 +298,13 @@ def promote(
 @promote.on_rollback
 def restore_alias(transaction: Any) -> None:
     """Put the alias back on the version it named before the promotion."""
-    env = transaction.get("env")
+    tracking = TrackingStore(transaction.get("tracking_uri"), transaction.get("experiment"))
     name, previous = transaction.get("model_name"), transaction.get("previous_version")
     alias = transaction.get("alias")
     if previous is None:
-        env.tracking.delete_alias(name, alias)
+        tracking.delete_alias(name, alias)
     else:
-        env.tracking.set_alias(name, alias, previous)
+        tracking.set_alias(name, alias, previous)
 
 
 @task(name="record-decision", **TASK_OPTIONS)

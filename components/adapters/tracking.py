@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -201,9 +202,19 @@ class TrackingStore:
     # ------------------------------------------------------------------ runs
 
     def _activate(self) -> None:
-        """Point MLflow's process-wide fluent API at this store."""
+        """Point MLflow's process-wide fluent API at this store.
+
+        ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``; the user's own
+        values are put back so that a later store opened in this process does not mistake ours for theirs.
+        """
+        saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     @property
     def active_run_id(self) -> str | None:

@@ -6,11 +6,14 @@ Per seed the original model is trained once and shared by all methods; the retra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,26 +206,81 @@ def run_bench(
     out_dir: Path | None = None,
     callbacks: CallbackFactory = lambda method, seed: (),
     on_row: Callable[[dict[str, object]], None] = lambda row: None,
+    jobs: int = 1,
 ) -> list[dict[str, object]]:
-    """Run every (seed, method) cell and return one row per cell (metrics in percent, RTE in seconds)."""
+    """Run every (seed, method) cell and return one row per cell (metrics in percent, RTE in seconds).
+
+    With ``jobs > 1`` the reference models of all seeds are prepared, then the cells run, in that many spawned
+    processes (each with ``cores // jobs`` torch threads). Rows keep the (seed, method) order either way. RTE
+    measured next to other busy cells is inflated, so time ratios are reported from ``jobs = 1`` runs.
+    """
     for method in request.methods:  # fail on an unknown name or a bad setting before any training
         spec = get_method(method)
         for kind in ("class", "sample"):
             build_config(
                 method, request.config.unlearn.settings(spec.section, request.dataset, kind, method, request.scenario)
             )
+    manifest_dir = out_dir / "manifests" if out_dir else None
+    if jobs > 1:
+        return _run_parallel(request, manifest_dir, jobs, on_row)
     device = resolve_device(request.config.base.device)
     bundle = load_dataset(request.dataset, request.data_dir)
     cache = ModelCache(Path(request.config.bench.cache_dir))
     rows: list[dict[str, object]] = []
     for seed in request.seeds:
-        prepared = prepare_seed(
-            request, bundle, seed, device, cache, callbacks, out_dir / "manifests" if out_dir else None
-        )
+        prepared = prepare_seed(request, bundle, seed, device, cache, callbacks, manifest_dir)
         for method in request.methods:
-            model, seconds = run_method(method, prepared, request, callbacks(method, seed))
-            metrics = evaluate_prepared(model, prepared, request.config.bench.eval_batch_size)
-            row: dict[str, object] = {"method": method, "seed": seed, **metrics, "seconds": seconds}
+            row = _cell_row(method, prepared, request, callbacks(method, seed))
             rows.append(row)
             on_row(row)
+    return rows
+
+
+def _cell_row(
+    method: str, prepared: PreparedSeed, request: BenchRequest, callbacks: Sequence[Callback]
+) -> dict[str, object]:
+    model, seconds = run_method(method, prepared, request, callbacks)
+    metrics = evaluate_prepared(model, prepared, request.config.bench.eval_batch_size)
+    return {"method": method, "seed": prepared.task.seed, **metrics, "seconds": seconds}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_bundle(dataset: str, data_dir: str | None) -> DatasetBundle:
+    return load_dataset(dataset, data_dir)
+
+
+def _worker_prepare(request: BenchRequest, seed: int, manifest_dir: Path | None) -> PreparedSeed:
+    device = resolve_device(request.config.base.device)
+    bundle = _worker_bundle(request.dataset, request.data_dir)
+    cache = ModelCache(Path(request.config.bench.cache_dir))
+    return prepare_seed(request, bundle, seed, device, cache, lambda method, seed: (), manifest_dir)
+
+
+def _worker_seed(request: BenchRequest, seed: int, manifest_dir: Path | None) -> int:
+    _worker_prepare(request, seed, manifest_dir)
+    return seed
+
+
+def _worker_cell(request: BenchRequest, seed: int, method: str) -> dict[str, object]:
+    return _cell_row(method, _worker_prepare(request, seed, None), request, ())
+
+
+def _run_parallel(
+    request: BenchRequest, manifest_dir: Path | None, jobs: int, on_row: Callable[[dict[str, object]], None]
+) -> list[dict[str, object]]:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: a forked child inherits the parent's OpenMP thread pool state and can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
+        list(pool.map(_worker_seed, *zip(*[(request, seed, manifest_dir) for seed in request.seeds], strict=True)))
+        cells = [(seed, method) for seed in request.seeds for method in request.methods]
+        futures = [pool.submit(_worker_cell, request, seed, method) for seed, method in cells]
+        rows = []
+        for future in futures:
+            rows.append(future.result())
+            on_row(rows[-1])
     return rows

@@ -1,0 +1,170 @@
+"""The deletion report (components/pipeline/report.py): verdict table, serving model, metrics beside Retrain, lineage.
+
+(Named test_deletion_report.py because tests/components/bench/test_report.py already owns that basename.)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from components.deletion.store import ForgetBatch
+from components.pipeline.report import DeletionOutcome, render_markdown, verdict_table, write_report
+from components.verification.gates import GateConfig, evaluate_gates
+
+MODEL, ALIAS = "mixunlearn-digits", "champion"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+RETRAIN = {
+    "train_r": 93.25,
+    "train_f": 91.5,
+    "test": 92.75,
+    "test_r": None,
+    "test_f": None,
+    "asr": 54.5,
+    "ua": 8.5,
+    "ra": 93.25,
+    "ta": 92.75,
+    "mia_efficacy": 23.5,
+}
+UNLEARNED = {**RETRAIN, "train_f": 93.5, "ua": 6.5, "asr": 52.5, "mia_efficacy": 25.5}
+ORIGINAL = {**RETRAIN, "train_f": 98.5, "ua": 1.5, "mia_efficacy": 18.75}
+LINEAGE = {
+    "data_md5": "0123456789abcdef0123456789abcdef.dir",
+    "git_rev": "f" * 40,
+    "forget_batch_id": "batch-20261127T080000-deadbeef",
+    "forget_manifest_sha256": "ab" * 32,
+    "parent_model_version": "1",
+}
+
+
+def make_batch() -> ForgetBatch:
+    return ForgetBatch(
+        batch_id="batch-20261127T080000-deadbeef",
+        dataset="digits",
+        created_at=datetime(2026, 11, 27, 8, tzinfo=UTC),
+        request_ids=("req-1", "req-2"),
+        requesters=("alice", "bob"),
+        forget_ids=("digits/train/00001", "digits/train/00002", "digits/train/00003"),
+        removed_elsewhere=("digits/test/00007",),
+        forgotten_classes=(),
+        sha256="ab" * 32,
+        parent_pool_sha256="cd" * 32,
+    )
+
+
+def make_outcome(config: GateConfig | None = None, previous: str | None = "1") -> DeletionOutcome:
+    verdict = evaluate_gates(UNLEARNED, RETRAIN, config or GateConfig())
+    return DeletionOutcome(
+        batch=make_batch(),
+        verdict=verdict,
+        promoted_source="unlearned" if verdict.passed else "retrain",
+        promoted_version="2",
+        previous_version=previous,
+        metrics={"mixunlearn": UNLEARNED, "retrain": RETRAIN, "original": ORIGINAL},
+        seconds={"mixunlearn": 0.5, "retrain": 2.0, "original": 0.0},
+        lineage=LINEAGE,
+    )
+
+
+def test_render_markdown_heads_with_the_batch_and_its_requests() -> None:
+    text = render_markdown(make_outcome(), MODEL, ALIAS)
+
+    assert text.startswith("# Deletion report: batch-20261127T080000-deadbeef\n")
+    assert "- Dataset: digits; requests: req-1, req-2 (requesters: alice, bob)" in text
+    assert "Forgotten training samples: 3; other samples deleted: 1; whole classes removed: none" in text
+    assert f"- Manifest sha256: `{'ab' * 32}`" in text
+
+
+def test_render_markdown_shows_a_passing_verdict_table_and_the_promoted_version() -> None:
+    # given an outcome whose gates all pass
+    outcome = make_outcome()
+    assert outcome.verdict.passed
+
+    # when it is rendered
+    text = render_markdown(outcome, MODEL, ALIAS)
+
+    # then the verdict heads a table with one row per gate, and the serving model is named
+    assert "## Verdict: PASS: every gate holds" in text
+    assert "| Gate | Value | Limit | Result |" in text
+    for gate in ("gap_laf", "gap_salun", "test_drop", "forget_excess", "mia_gap"):
+        assert f"| {gate} | " in text
+    assert "| forget_excess | 2.00 | 5.00 | pass |" in text
+    assert "FAIL" not in text
+    assert "**mixunlearn-digits@champion → version 2** (unlearned model; previously version 1)" in text
+
+
+def test_render_markdown_marks_failing_gates() -> None:
+    # given limits the unlearned model breaks
+    outcome = make_outcome(GateConfig(max_forget_excess=1.0, max_gap_laf=0.5))
+
+    # when rendered
+    text = render_markdown(outcome, MODEL, ALIAS)
+
+    # then the verdict line says FAIL, each broken gate's row says FAIL, and the retrain model serves
+    assert "## Verdict: FAIL: " in text
+    assert "| forget_excess | 2.00 | 1.00 | FAIL |" in text
+    assert "| gap_laf | 1.00 | 0.50 | FAIL |" in text
+    assert "| mia_gap | 2.00 | 30.00 | pass |" in text
+    assert "(retrain model; previously version 1)" in text
+
+
+def test_render_markdown_without_a_previous_version_says_none() -> None:
+    text = render_markdown(make_outcome(previous=None), MODEL, ALIAS)
+
+    assert "previously version none" in text
+
+
+def test_render_markdown_lists_every_lineage_key() -> None:
+    text = render_markdown(make_outcome(), MODEL, ALIAS)
+
+    lineage = text.split("## Lineage\n", 1)[1]
+    for key, value in LINEAGE.items():
+        assert f"- `{key}`: {value}" in lineage
+    keys = [line.split("`")[1] for line in lineage.splitlines() if line.startswith("- `")]
+    assert keys == sorted(LINEAGE)
+
+
+def test_render_markdown_metrics_table_has_each_model_beside_retrain() -> None:
+    text = render_markdown(make_outcome(), MODEL, ALIAS)
+
+    metrics = text.split("## Metrics\n", 1)[1].split("## Lineage", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in metrics.splitlines() if line.startswith("| ")}
+    assert {"mixunlearn", "retrain", "original"} <= set(rows)
+    # the unlearned model's Train_f next to Retrain's value in brackets, and MIA-Efficacy likewise
+    assert "93.50 ± 0.00 [91.50]" in rows["mixunlearn"]
+    assert "25.50 ± 0.00 [23.50]" in rows["mixunlearn"]
+    assert "98.50 ± 0.00 [91.50]" in rows["original"]
+    assert "[" not in rows["retrain"].split("|", 3)[3]  # Retrain's own row has no bracketed reference
+    assert "![metrics](metrics.png)" in text
+
+
+def test_verdict_table_shows_a_dash_for_a_gate_that_could_not_be_computed() -> None:
+    verdict = evaluate_gates({k: v for k, v in UNLEARNED.items() if k != "mia_efficacy"}, RETRAIN, GateConfig())
+
+    assert "| mia_gap | – | 30.00 | FAIL |" in verdict_table(verdict)
+
+
+def test_write_report_writes_the_markdown_and_a_non_empty_png(tmp_path: Path) -> None:
+    # given an outcome
+    outcome = make_outcome()
+
+    # when the report is written into a new folder
+    paths = write_report(outcome, tmp_path / "reports" / "batch", MODEL, ALIAS)
+
+    # then report.md is the rendered markdown and metrics.png is a real PNG
+    assert paths == {"md": tmp_path / "reports/batch/report.md", "png": tmp_path / "reports/batch/metrics.png"}
+    assert paths["md"].read_text() == render_markdown(outcome, MODEL, ALIAS)
+    png = paths["png"].read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    assert len(png) > 1000
+
+
+@pytest.mark.parametrize("source", ["unlearned", "retrain"])
+def test_render_markdown_names_the_source_of_the_promoted_model(source: str) -> None:
+    outcome = make_outcome()
+    outcome = DeletionOutcome(**{**outcome.__dict__, "promoted_source": source})
+
+    assert f"({source} model; previously version 1)" in render_markdown(outcome, MODEL, ALIAS)

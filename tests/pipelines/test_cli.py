@@ -1,0 +1,192 @@
+"""``mixunlearn run`` through typer's CliRunner: a full run on a throwaway project, and user errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from pipelines.cli import app
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_ID = "req-2026-11-27-owner-0042"
+QUIETENED_LOGGERS = ("mlflow", "great_expectations", "alembic")
+
+
+@contextmanager
+def process_state_restored() -> Iterator[None]:
+    """``run`` sets Prefect/MLflow defaults with os.environ.setdefault and quietens some library loggers; take both
+    back afterwards so later tests see the process as it was."""
+    before = dict(os.environ)
+    levels = {name: logging.getLogger(name).level for name in QUIETENED_LOGGERS}
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update(before)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def invoke(args: Sequence[str]) -> Result:
+    with process_state_restored():
+        os.environ.pop("MLFLOW_TRACKING_URI", None)  # exported by mlflow.set_tracking_uri in earlier runs
+        return CliRunner().invoke(app, list(args))
+
+
+def run_args(project: Any, *extra: str) -> list[str]:
+    sets = [part for override in project.overrides for part in ("--set", override)]
+    return ["run", "--root", str(project.root), "--params", str(project.root / "params.yaml"), *sets, *extra]
+
+
+def one_error_line(result: Result) -> str:
+    """The single ``error: ...`` line a user error prints on stderr (exit status 2)."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    project: Any  # conftest.Project
+    result: Result
+
+
+@pytest.fixture(scope="module")
+def example_run(prefect_harness: None, new_project: Callable[..., Any], lenient_gates: tuple[str, ...]) -> CliRun:
+    """``mixunlearn run --example`` on a fresh project with the shrunk recipe as ``--set`` overrides."""
+    project = new_project("cli", *lenient_gates)
+    return CliRun(project, invoke(run_args(project, "--example")))
+
+
+def test_run_example_queues_the_request_and_prints_the_verdict(example_run: CliRun) -> None:
+    result = example_run.result
+
+    assert result.exit_code == 0, result.output
+    assert f"queued: request {EXAMPLE_ID} (64 samples, data-owner-0042)" in result.stdout
+    assert (
+        "PASS: every gate holds; mixunlearn-digits@champion -> version 2 (unlearned model, previously 1)"
+        in result.stdout
+    )
+    assert "error:" not in result.output
+
+
+def test_run_example_prints_the_metrics_table_and_the_report(example_run: CliRun) -> None:
+    lines = example_run.result.stdout.splitlines()
+
+    header = next(line for line in lines if line.startswith("| Method | Seeds |"))
+    assert "Train_f" in header
+    assert "Gap SalUn" in header
+    rows = {line.split("|")[1].strip() for line in lines if line.startswith("| ") and line != header}
+    assert {"mixunlearn", "retrain", "original"} <= rows
+    report = next(line for line in lines if line.startswith("report: "))
+    path = Path(report.removeprefix("report: "))
+    assert path.is_file()
+    assert path.is_relative_to(example_run.project.root / "artifacts" / "reports")
+
+
+def test_run_again_reports_the_known_request_and_nothing_pending(example_run: CliRun) -> None:
+    # given the project after the example batch
+    # when the same command runs again
+    result = invoke(run_args(example_run.project, "--example"))
+
+    # then the request is recognised and the version served stays version 2
+    assert result.exit_code == 0, result.output
+    assert f"already known: request {EXAMPLE_ID}" in result.stdout
+    assert "nothing pending: mixunlearn-digits@champion (version 2)" in result.stdout
+    assert "| Method |" not in result.stdout
+
+
+# -- user errors -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def params_root(tmp_path: Path) -> Path:
+    """A folder with params.yaml and examples/ (no git: every error below stops before the flow)."""
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    return tmp_path
+
+
+def base_args(root: Path) -> list[str]:
+    return ["run", "--root", str(root), "--params", str(root / "params.yaml")]
+
+
+def write_request(root: Path, dataset: str) -> Path:
+    path = root / "other-dataset.json"
+    path.write_text(
+        json.dumps(
+            {
+                "request_id": "req-fashion-1",
+                "dataset": dataset,
+                "requester": "someone",
+                "reason": "test",
+                "requested_at": "2026-11-27T08:00:00Z",
+                "ids": ["fashion_mnist/train/00001"],
+            }
+        )
+    )
+    return path
+
+
+def test_request_for_another_dataset_exits_2(params_root: Path) -> None:
+    path = write_request(params_root, "fashion_mnist")
+
+    result = invoke([*base_args(params_root), "--request", str(path)])
+
+    assert one_error_line(result) == "error: request req-fashion-1 is for fashion_mnist, not digits"
+
+
+def test_request_for_another_dataset_is_not_queued(params_root: Path) -> None:
+    path = write_request(params_root, "fashion_mnist")
+
+    result = invoke([*base_args(params_root), "--request", str(path)])
+
+    assert result.exit_code == 2
+    pending = params_root / "data" / "requests" / "pending"
+    assert not pending.exists() or list(pending.iterdir()) == []
+
+
+def test_missing_request_file_exits_2(params_root: Path) -> None:
+    missing = params_root / "missing.json"
+
+    result = invoke([*base_args(params_root), "--request", str(missing)])
+
+    assert one_error_line(result) == f"error: forget request {missing} not found"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epochs", "error: override 'epochs' is not of the form key.path=value"),
+        ("=3", "error: override '=3' is not of the form key.path=value"),
+        ("train.recipes.digits.epochs=[1", "error: override 'train.recipes.digits.epochs=[1': value is not valid YAML"),
+        ("verify.max_gap_laf=-1", "error: invalid parameter verify.max_gap_laf: Input should be greater than or equal"),
+        ("verify.max_gap_lfa=1", "error: invalid parameter verify.max_gap_lfa: Extra inputs are not permitted"),
+        ("base.seed.value=1", "error: override 'base.seed.value=1': 'seed' is not a mapping"),
+    ],
+    ids=["no-equals", "no-key", "bad-yaml", "negative-gate", "unknown-key", "through-a-scalar"],
+)
+def test_malformed_params_override_exits_2(params_root: Path, override: str, message: str) -> None:
+    result = invoke([*base_args(params_root), "--set", override])
+
+    assert one_error_line(result).startswith(message)
+    assert not (params_root / "data").exists()
+
+
+def test_missing_params_file_exits_2(tmp_path: Path) -> None:
+    result = invoke(["run", "--root", str(tmp_path), "--params", str(tmp_path / "nope.yaml")])
+
+    assert one_error_line(result) == f"error: parameter file {tmp_path / 'nope.yaml'} not found"
