@@ -23,7 +23,7 @@ from pydantic import Field
 
 from components.models.backbones import Backbone
 from components.runtime import Callback, Stopwatch, autocast, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
 from components.unlearning.finetune import (
     OptimisedConfig,
     Progress,
@@ -105,9 +105,6 @@ class BadTeacher:
         return UnlearningResult(model=self.student, seconds=stopwatch.seconds, history=progress.history())
 
 
-@register_method("bad_teacher", BadTeacherConfig, "Bad Teacher: distil a random teacher on D_f, the original on D_r")
-def _bad_teacher(config: BadTeacherConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return BadTeacher(config, task).run(callbacks)
-
-    return unlearn
+register_runner(
+    "bad_teacher", BadTeacherConfig, "Bad Teacher: distil a random teacher on D_f, the original on D_r", BadTeacher
+)

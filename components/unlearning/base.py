@@ -120,6 +120,29 @@ def register_method(
     return decorate
 
 
+class Runner(Protocol):
+    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult: ...
+
+
+def register_runner(
+    name: str,
+    config_type: type[MethodConfig],
+    description: str,
+    runner: Callable[[Any, UnlearningTask], Runner],
+    section: str | None = None,
+    switches: Mapping[str, Any] | None = None,
+) -> None:
+    """Register a method whose state lives in ``runner(config, task)`` and whose work is its ``run(callbacks)``."""
+
+    def factory(config: Any) -> Unlearner:
+        def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
+            return runner(config, task).run(callbacks)
+
+        return unlearn
+
+    register_method(name, config_type, description, section, switches)(factory)
+
+
 def method_names() -> list[str]:
     """Registered names in registration order."""
     return list(METHODS)

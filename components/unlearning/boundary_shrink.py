@@ -27,7 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from components.runtime import Callback, Stopwatch, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
 from components.unlearning.finetune import (
     OptimisedConfig,
     Progress,
@@ -105,9 +105,6 @@ class BoundaryShrink:
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=history)
 
 
-@register_method("boundary_shrink", BoundaryShrinkConfig, "Boundary Shrink: fine-tune D_f to its nearest wrong class")
-def _boundary_shrink(config: BoundaryShrinkConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return BoundaryShrink(config, task).run(callbacks)
-
-    return unlearn
+register_runner(
+    "boundary_shrink", BoundaryShrinkConfig, "Boundary Shrink: fine-tune D_f to its nearest wrong class", BoundaryShrink
+)

@@ -25,7 +25,7 @@ from pydantic import Field
 from components.models.backbones import Backbone
 from components.runtime import Callback, Stopwatch, autocast, emit, minibatches, seeded_generator
 from components.training import make_optimizer
-from components.unlearning.base import MethodConfig, UnlearningResult, UnlearningTask, register_method
+from components.unlearning.base import MethodConfig, UnlearningResult, UnlearningTask, register_runner
 
 # A hook run after every optimiser step (SalUn restores its frozen weights there).
 AfterStep = Callable[[], None]
@@ -171,9 +171,4 @@ class Finetune:
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
 
 
-@register_method("ft", FinetuneConfig, "Fine-tune on D_r (FT)")
-def _finetune(config: FinetuneConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return Finetune(config, task).run(callbacks)
-
-    return unlearn
+register_runner("ft", FinetuneConfig, "Fine-tune on D_r (FT)", Finetune)

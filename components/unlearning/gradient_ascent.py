@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from components.runtime import Callback, Stopwatch, autocast, endless_minibatches, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
 from components.unlearning.finetune import (
     OptimisedConfig,
     Progress,
@@ -103,17 +103,12 @@ class GradientAscent:
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
 
 
-@register_method("ga", GradientAscentConfig, "Gradient ascent on D_f (GA)")
-def _gradient_ascent(config: GradientAscentConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return GradientAscent(config, task).run(callbacks)
-
-    return unlearn
+register_runner("ga", GradientAscentConfig, "Gradient ascent on D_f (GA)", GradientAscent)
 
 
-@register_method("neggrad_plus", NegGradPlusConfig, "NegGrad+: descent on D_r with ascent on D_f")
-def _neggrad_plus(config: NegGradPlusConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return GradientAscent(config, task, retain_weight=config.alpha).run(callbacks)
-
-    return unlearn
+register_runner(
+    "neggrad_plus",
+    NegGradPlusConfig,
+    "NegGrad+: descent on D_r with ascent on D_f",
+    lambda config, task: GradientAscent(config, task, retain_weight=config.alpha),
+)

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from components.runtime import Callback, Stopwatch, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
 from components.unlearning.finetune import (
     OptimisedConfig,
     Progress,
@@ -81,9 +81,4 @@ class L1Sparse:
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
 
 
-@register_method("l1_sparse", L1SparseConfig, "Fine-tune on D_r with a decaying l1 penalty (l1-sparse)")
-def _l1_sparse(config: L1SparseConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return L1Sparse(config, task).run(callbacks)
-
-    return unlearn
+register_runner("l1_sparse", L1SparseConfig, "Fine-tune on D_r with a decaying l1 penalty (l1-sparse)", L1Sparse)

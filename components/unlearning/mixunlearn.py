@@ -29,7 +29,7 @@ from components.unlearning.base import (
     UnlearningResult,
     UnlearningTask,
     frozen_copy,
-    register_method,
+    register_runner,
 )
 from components.unlearning.losses import mix_contrastive_loss, real_contrastive_loss, sharpen
 
@@ -289,13 +289,6 @@ class MixUnlearn:
         return UnlearningResult(model=self.unlearner, seconds=stopwatch.seconds, history=dict(last))
 
 
-def _factory(config: MixUnlearnConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return MixUnlearn(config, task).run(callbacks)
-
-    return unlearn
-
-
 _VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "mixunlearn": ("MixUnlearn, label-aware (one-hot targets)", {"label_mode": "aware"}),
     "mixunlearn_agnostic": (
@@ -313,4 +306,4 @@ _VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 
 for _name, (_description, _switches) in _VARIANTS.items():
     _switches.setdefault("label_mode", "aware")
-    register_method(_name, MixUnlearnConfig, _description, section="mixunlearn", switches=_switches)(_factory)
+    register_runner(_name, MixUnlearnConfig, _description, MixUnlearn, section="mixunlearn", switches=_switches)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from components.runtime import Callback, Stopwatch, autocast, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
 from components.unlearning.finetune import (
     AfterStep,
     OptimisedConfig,
@@ -107,9 +107,4 @@ class RandomLabel:
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
 
 
-@register_method("rl", RandomLabelConfig, "Random labels on D_f, then fine-tune on D_r (RL)")
-def _random_label(config: RandomLabelConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return RandomLabel(config, task).run(callbacks)
-
-    return unlearn
+register_runner("rl", RandomLabelConfig, "Random labels on D_f, then fine-tune on D_r (RL)", RandomLabel)

@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from components.runtime import Callback, Stopwatch, autocast, minibatches
-from components.unlearning.base import UnlearningResult, UnlearningTask, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
 from components.unlearning.finetune import Progress
 from components.unlearning.random_label import RandomLabel, RandomLabelConfig
 
@@ -132,9 +132,4 @@ class SalUn:
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=history)
 
 
-@register_method("salun", SalUnConfig, "SalUn: random labels on the forget-salient weights only")
-def _salun(config: SalUnConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return SalUn(config, task).run(callbacks)
-
-    return unlearn
+register_runner("salun", SalUnConfig, "SalUn: random labels on the forget-salient weights only", SalUn)

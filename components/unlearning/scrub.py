@@ -24,7 +24,7 @@ from pydantic import Field
 
 from components.models.backbones import Backbone
 from components.runtime import Callback, Stopwatch, autocast, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
 from components.unlearning.finetune import (
     OptimisedConfig,
     Progress,
@@ -140,9 +140,4 @@ class Scrub:
         return UnlearningResult(model=self.student, seconds=stopwatch.seconds, history=progress.history())
 
 
-@register_method("scrub", ScrubConfig, "SCRUB: teacher-student max steps on D_f, min steps on D_r")
-def _scrub(config: ScrubConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return Scrub(config, task).run(callbacks)
-
-    return unlearn
+register_runner("scrub", ScrubConfig, "SCRUB: teacher-student max steps on D_f, min steps on D_r", Scrub)

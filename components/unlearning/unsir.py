@@ -27,7 +27,7 @@ from torch import nn
 
 from components.runtime import Callback, Stopwatch, minibatches, seeded_generator
 from components.unlearning.bad_teacher import retain_subset
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_method
+from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
 from components.unlearning.finetune import (
     OptimisedConfig,
     Progress,
@@ -167,9 +167,4 @@ class Unsir:
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
 
 
-@register_method("unsir", UnsirConfig, "UNSIR: impair with error-maximising noise, repair on a retain subset")
-def _unsir(config: UnsirConfig) -> object:
-    def unlearn(task: UnlearningTask, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        return Unsir(config, task).run(callbacks)
-
-    return unlearn
+register_runner("unsir", UnsirConfig, "UNSIR: impair with error-maximising noise, repair on a retain subset", Unsir)
