@@ -89,7 +89,8 @@ class UnlearnSection(Section):
             self.kinds.get(kind, {}).get(section, {}),
             per_dataset.get(section, {}),
             per_dataset.get("kinds", {}).get(kind, {}).get(section, {}),
-            chosen.get(method or section, {}),
+            # an ablation without its own tuned entry uses the full method's (same section, one switch flipped)
+            chosen.get(method, chosen.get(section, {})) if method else chosen.get(section, {}),
         ]
         merged: dict[str, Any] = {}
         for layer in layers:

@@ -140,28 +140,58 @@ class MixUnlearn:
             probabilities = torch.softmax(self.teacher(images).float(), dim=1)
         return sharpen(probabilities, self.config.sharpen_temperature) if self.config.sharpen else probabilities
 
+    @property
+    def needs_features(self) -> bool:
+        """Only the MixBlock reads the teacher's feature maps (vanilla mixup and the no-mix ablation do not)."""
+        return self.config.use_mix_loss and self.config.mixer == "mixblock"
+
     def make_batch(
         self,
         forget_images: torch.Tensor,
         forget_labels: torch.Tensor,
         retain_images: torch.Tensor,
         retain_labels: torch.Tensor,
+        forget_features: torch.Tensor | None = None,
+        forget_targets: torch.Tensor | None = None,
     ) -> PairBatch:
-        """Truncate to a common size and compute the frozen features and targets of both batches."""
+        """Truncate to a common size and compute the frozen features and targets of both batches.
+
+        ``forget_features``/``forget_targets`` may be passed precomputed (``run`` computes them once for the whole
+        forget set, which is fixed, instead of once per epoch).
+        """
         n = min(len(forget_images), len(retain_images))
         forget_images, forget_labels = forget_images[:n], forget_labels[:n]
         retain_images, retain_labels = retain_images[:n], retain_labels[:n]
+        empty = forget_images.new_zeros(0)
         with torch.no_grad():
-            forget_features = self.teacher.features(forget_images).float()
-            retain_features = self.teacher.features(retain_images).float()
+            if self.needs_features:
+                if forget_features is None:
+                    forget_features = self.teacher.features(forget_images).float()
+                retain_features = self.teacher.features(retain_images).float()
+            else:
+                forget_features, retain_features = empty, empty
         return PairBatch(
             forget_images=forget_images,
             retain_images=retain_images,
-            forget_features=forget_features,
+            forget_features=forget_features[:n],
             retain_features=retain_features,
-            forget_targets=self.targets(forget_images, forget_labels),
+            forget_targets=(
+                forget_targets[:n] if forget_targets is not None else self.targets(forget_images, forget_labels)
+            ),
             retain_targets=self.targets(retain_images, retain_labels),
         )
+
+    @torch.no_grad()
+    def forget_cache(self, chunk: int = 1024) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Teacher features (when the MixBlock needs them) and targets of the whole forget set."""
+        images, labels = self.task.forget.images, self.task.forget.labels
+        features, targets = [], []
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk]
+            if self.needs_features:
+                features.append(self.teacher.features(part).float())
+            targets.append(self.targets(part, labels[start : start + chunk]))
+        return (torch.cat(features) if features else None), torch.cat(targets)
 
     def draw_lambda(self) -> float:
         return float(self.numpy_rng.beta(self.config.alpha, self.config.alpha))
@@ -267,6 +297,7 @@ class MixUnlearn:
         step = 0
         last: dict[str, float] = {}
         with stopwatch.measure():
+            forget_features, forget_targets = self.forget_cache()
             for _ in range(config.epochs):
                 for forget_index in minibatches(len(task.forget), config.batch_size, self.generator_rng):
                     forget_index = forget_index.to(self.device)
@@ -276,6 +307,8 @@ class MixUnlearn:
                         task.forget.labels[forget_index],
                         task.retain.images[retain_index],
                         task.retain.labels[retain_index],
+                        forget_features[forget_index] if forget_features is not None else None,
+                        forget_targets[forget_index],
                     )
                     if len(batch.forget_images) < 2:
                         continue  # a contrastive log-sum-exp over one sample carries no signal

@@ -1,0 +1,51 @@
+"""Merge results.json files of the same dataset and scenario (e.g. one per seed) into one, re-summarised.
+
+Usage: python bench/merge_results.py OUT_DIR IN.json [IN.json ...] [--note TEXT]
+Writes OUT_DIR/results.json, results.md and results.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from components.bench.report import results_document, write_results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("inputs", type=Path, nargs="+")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+    documents = [json.loads(path.read_text()) for path in args.inputs]
+    keys = {(d["dataset"], d["scenario"]) for d in documents}
+    if len(keys) != 1:
+        raise SystemExit(f"error: inputs mix datasets/scenarios: {sorted(keys)}")
+    dataset, scenario = keys.pop()
+    rows = sorted(
+        (row for d in documents for row in d["rows"]),
+        key=lambda r: (
+            r["seed"],
+            documents[0]["methods"].index(r["method"]) if r["method"] in documents[0]["methods"] else 99,
+        ),
+    )
+    extra = {
+        "methods": documents[0].get("methods"),
+        "seeds": sorted({row["seed"] for row in rows}),
+        "machine": documents[0].get("machine"),
+        "command": " ; ".join(dict.fromkeys(d.get("command", "?") for d in documents)),
+        "note": args.note,
+        "peak_rss_mb": max(d.get("peak_rss_mb") or 0 for d in documents),
+    }
+    document = results_document(dataset, scenario, rows, extra)
+    write_results(document, args.out)
+    print(f"wrote {args.out / 'results.json'} ({len(rows)} rows)")
+
+
+if __name__ == "__main__":
+    main()
