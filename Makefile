@@ -9,6 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: help install run test test-all lint format bench-matrix repro clean
 

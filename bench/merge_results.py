@@ -27,15 +27,14 @@ def main() -> None:
     if len(keys) != 1:
         raise SystemExit(f"error: inputs mix datasets/scenarios: {sorted(keys)}")
     dataset, scenario = keys.pop()
-    rows = sorted(
-        (row for d in documents for row in d["rows"]),
-        key=lambda r: (
-            r["seed"],
-            documents[0]["methods"].index(r["method"]) if r["method"] in documents[0]["methods"] else 99,
-        ),
-    )
+    order = list(dict.fromkeys(row["method"] for d in documents for row in d["rows"]))
+    rows = sorted((row for d in documents for row in d["rows"]), key=lambda r: (r["seed"], order.index(r["method"])))
+    cells = [(row["method"], row["seed"]) for row in rows]
+    duplicated = sorted({cell for cell in cells if cells.count(cell) > 1})
+    if duplicated:
+        raise SystemExit(f"error: the same (method, seed) cell appears twice: {duplicated[:3]}")
     extra = {
-        "methods": documents[0].get("methods"),
+        "methods": order,
         "seeds": sorted({row["seed"] for row in rows}),
         "machine": documents[0].get("machine"),
         "command": " ; ".join(dict.fromkeys(d.get("command", "?") for d in documents)),

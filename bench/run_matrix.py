@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 OUT = ROOT / "artifacts" / "matrix"
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "docs" / "results"
@@ -78,7 +80,6 @@ def run_cell(matrix: str, dataset: str, scenario: str, methods: str, extra: list
 
 
 def render(matrix_docs: dict[str, list[dict]]) -> str:
-    sys.path.insert(0, str(ROOT))
     from components.bench.report import markdown_table, ranking_table
 
     lines = [

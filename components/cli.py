@@ -61,6 +61,11 @@ def guarded(function: Callable[[], None]) -> None:
         fail("\n".join(lines) if getattr(error, "itemised", False) else lines[0])
 
 
+def load_params(params: Path, override: list[str] | None) -> PipelineConfig:
+    """params.yaml with overrides; the built-in defaults when the default file is absent (outside the repo)."""
+    return load_config(params if params.exists() or params != DEFAULT_PARAMS else None, override or [])
+
+
 def parse_list(text: str, what: str) -> list[str]:
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
@@ -121,7 +126,7 @@ def bench(
         from components.bench.report import markdown_table, results_document, write_results
         from components.unlearning.base import method_names
 
-        config = load_config(params if params.exists() or params != DEFAULT_PARAMS else None, override or [])
+        config = load_params(params, override)
         names = config.bench.methods if methods is None else parse_list(methods, "--methods")
         if names == ["all"]:
             names = method_names()
@@ -183,7 +188,11 @@ def tune(
         from components.bench.report import write_atomically
         from components.bench.tuning import load_grids, tune_method
 
-        config = load_config(params, override or [])
+        config = load_params(params, override)
+        document = yaml.safe_load(selected.read_text()) if selected.exists() else {}
+        document = document or {}
+        if not isinstance(document, dict):
+            raise UserError(f"{selected} must map datasets to scenarios to methods")
         all_grids = load_grids(grids)
         names = list(all_grids) if methods == "all" else parse_list(methods, "--methods")
         missing = [name for name in names if name not in all_grids]
@@ -197,7 +206,6 @@ def tune(
             config=config,
             data_dir=config.base.data_dir,
         )
-        document = yaml.safe_load(selected.read_text()) if selected.exists() else {}
         for name in names:
             result = tune_method(
                 name,

@@ -1,0 +1,176 @@
+"""The matrix scripts under bench/: merging per-seed results.json files and rendering docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from components.bench.report import markdown_table, ranking_table, results_document
+from components.verification.metrics import ALL_METRICS
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+METHODS = ("retrain", "mixunlearn")
+
+Checker = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def load_script(name: str) -> ModuleType:
+    """Import bench/<name>.py under a private module name (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_script_{name}", BENCH / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def merge_results() -> ModuleType:
+    return load_script("merge_results")
+
+
+@pytest.fixture(scope="module")
+def run_matrix() -> ModuleType:
+    return load_script("run_matrix")
+
+
+def row(method: str, seed: int, level: float) -> dict[str, Any]:
+    return {
+        "method": method,
+        "seed": seed,
+        **dict.fromkeys(ALL_METRICS, level),
+        "seconds": 10.0 if method == "retrain" else 1.0,
+    }
+
+
+def per_seed_document(seed: int, scenario: str = "class:0") -> dict[str, Any]:
+    rows = [row("retrain", seed, 50.0 + seed), row("mixunlearn", seed, 60.0 + 2 * seed)]
+    extra = {
+        "methods": list(METHODS),
+        "seeds": [seed],
+        "command": f"mixunlearn bench --seeds {seed}",
+        "machine": "x86_64 test-cpu",
+        "peak_rss_mb": 100.0 + seed,
+    }
+    return results_document("digits", scenario, rows, extra)
+
+
+def write(path: Path, document: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(document))
+    return path
+
+
+def run_main(module: ModuleType, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["merge_results.py", *args])
+    module.main()
+
+
+def test_merge_two_seeds_into_one_document_that_follows_the_contract(
+    merge_results: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, check_results: Checker
+) -> None:
+    # given one results.json per seed, in reverse seed order
+    second = write(tmp_path / "seed1.json", per_seed_document(1))
+    first = write(tmp_path / "seed0.json", per_seed_document(0))
+    # when
+    run_main(merge_results, monkeypatch, str(tmp_path / "merged"), str(second), str(first), "--note", "two runs")
+    # then
+    merged_path = tmp_path / "merged" / "results.json"
+    checked = check_results(merged_path, "--methods", ",".join(METHODS))
+    assert checked.returncode == 0, checked.stdout
+    merged = json.loads(merged_path.read_text())
+    assert (merged["dataset"], merged["scenario"]) == ("digits", "class:0")
+    assert [(r["method"], r["seed"]) for r in merged["rows"]] == [
+        ("retrain", 0),
+        ("mixunlearn", 0),
+        ("retrain", 1),
+        ("mixunlearn", 1),
+    ]
+    summary = {entry["method"]: entry for entry in merged["summary"]}
+    assert {entry["n_seeds"] for entry in summary.values()} == {2}
+    assert summary["mixunlearn"]["train_r_mean"] == pytest.approx(61.0)
+    assert summary["mixunlearn"]["train_r_std"] == pytest.approx(1.0)
+    assert summary["mixunlearn"]["gap_laf"] == pytest.approx(10.5)
+    assert merged["seeds"] == [0, 1]
+    assert merged["note"] == "two runs"
+    assert merged["peak_rss_mb"] == 101.0
+    assert merged["command"] == "mixunlearn bench --seeds 1 ; mixunlearn bench --seeds 0"
+    assert (tmp_path / "merged" / "results.md").read_text().count("| mixunlearn | 2 |") == 1
+    assert (tmp_path / "merged" / "results.png").stat().st_size > 0
+
+
+def test_merge_refuses_mixed_scenarios(
+    merge_results: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given two documents of different scenarios
+    first = write(tmp_path / "class.json", per_seed_document(0, "class:0"))
+    second = write(tmp_path / "data.json", per_seed_document(1, "data:0.4:5-9"))
+    # when
+    with pytest.raises(SystemExit) as exited:
+        run_main(merge_results, monkeypatch, str(tmp_path / "merged"), str(first), str(second))
+    # then: a non-zero exit status naming the mix, and nothing written
+    assert exited.value.code not in (0, None)
+    assert "mix datasets/scenarios" in str(exited.value.code)
+    assert not (tmp_path / "merged").exists()
+
+
+def test_merge_script_exits_non_zero_from_the_command_line(tmp_path: Path) -> None:
+    # given
+    first = write(tmp_path / "class.json", per_seed_document(0, "class:0"))
+    second = write(tmp_path / "random.json", per_seed_document(1, "random:0.1"))
+    # when
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "merge_results.py"), str(tmp_path / "merged"), str(first), str(second)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # then
+    assert completed.returncode != 0
+    assert "error: inputs mix datasets/scenarios" in completed.stderr
+
+
+def test_render_includes_table_ranking_command_and_machine(run_matrix: ModuleType) -> None:
+    # given a hand-made cell document as run_cell leaves it
+    document = results_document(
+        "digits",
+        "class:0",
+        [row("retrain", 0, 50.0), row("mixunlearn", 0, 60.0)],
+        {
+            "command": "mixunlearn bench --dataset digits --scenario class:0",
+            "machine": "x86_64 test-cpu",
+            "cell_wall_seconds": 12.4,
+            "cell_peak_rss_mb": 456.2,
+            "note": "merged from two machines",
+        },
+    )
+    # when
+    text = run_matrix.render({"core": [document]})
+    # then
+    assert text.startswith("# Benchmarks\n")
+    assert "## Matrix `core`" in text
+    assert markdown_table(document) in text
+    assert "Ranking by gap to Retrain:\n\n" + ranking_table(document) in text
+    assert "| 1 | mixunlearn (10.00) | mixunlearn (10.00) |" in text
+    assert "Note: merged from two machines" in text
+    assert "Command: `mixunlearn bench --dataset digits --scenario class:0`" in text
+    assert "Machine: x86_64 test-cpu; cell wall time 12 s; peak RSS 456 MB" in text
+
+
+def test_render_tolerates_a_cell_without_provenance(run_matrix: ModuleType) -> None:
+    # given a document with no command, machine or timings (e.g. merged by hand)
+    document = results_document("digits", "random:0.1", [row("retrain", 0, 50.0), row("mixunlearn", 0, 55.0)])
+    # when
+    text = run_matrix.render({"comparison": [document]})
+    # then
+    assert "## Matrix `comparison`" in text
+    assert "Command: `?`" in text
+    assert "Machine: ?; cell wall time 0 s; peak RSS 0 MB" in text
+    assert "Note:" not in text

@@ -1,0 +1,270 @@
+"""Validation-only hyper-parameter selection (``components.bench.tuning``) and ``mixunlearn tune``.
+
+The digits runs use a shrunk config (2 training epochs, MixUnlearn 1 epoch) and share one model cache, so the
+original model is trained once and each scenario's retrain reference once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from components.bench import tuning
+from components.bench.harness import BenchRequest
+from components.bench.tuning import TuningResult, expand_grid, tune_method, validation_gap
+from components.cli import app
+from components.config import PipelineConfig, load_config
+
+REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
+SHRINK = ["train.recipes.digits.epochs=2", "unlearn.defaults.mixunlearn.epochs=1", "base.device=cpu"]
+# epochs in the grid too: the selected layer is the only one that beats kinds.<kind>.mixunlearn.epochs
+GRID = {"epochs": [1], "lr": [1e-3, 1e-5]}
+SAMPLE_SCENARIO = "data:0.4:5-9"
+
+
+def test_expand_grid_is_the_product_in_key_order() -> None:
+    # when
+    points = expand_grid({"b": ["x", "y"], "a": [1, 2, 3]})
+    # then: the first key varies slowest
+    assert points == [
+        {"b": "x", "a": 1},
+        {"b": "x", "a": 2},
+        {"b": "x", "a": 3},
+        {"b": "y", "a": 1},
+        {"b": "y", "a": 2},
+        {"b": "y", "a": 3},
+    ]
+    assert [list(point) for point in points] == [["b", "a"]] * 6
+
+
+def test_empty_grid_is_one_default_point() -> None:
+    assert expand_grid({}) == [{}]
+
+
+def test_a_key_without_values_gives_no_points() -> None:
+    assert expand_grid({"lr": [], "epochs": [1, 2]}) == []
+
+
+def test_validation_gap_averages_the_shared_metrics() -> None:
+    # given sample-level metrics (one val accuracy) and a key only the method holds
+    method = {"train_r": 90.0, "train_f": 10.0, "val": 80.0, "unrelated": 5.0}
+    retrain = {"train_r": 80.0, "train_f": 30.0, "val": 80.0}
+    # when / then: mean of |10|, |-20|, |0|
+    assert validation_gap(method, retrain) == pytest.approx(10.0)
+
+
+def test_validation_gap_of_class_metrics_uses_val_r_and_val_f() -> None:
+    # given
+    method = {"train_r": 99.0, "train_f": 4.0, "val_r": 95.0, "val_f": 2.0}
+    retrain = {"train_r": 100.0, "train_f": 0.0, "val_r": 97.0, "val_f": 0.0}
+    # when / then
+    assert validation_gap(method, retrain) == pytest.approx((1 + 4 + 2 + 2) / 4)
+    assert validation_gap(retrain, retrain) == 0.0
+
+
+class PoisonedTest:
+    """Stands in for a seed's test tensors: any attribute access fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"tuning read the test split (.{name})")
+
+
+@dataclasses.dataclass
+class SplitGuard:
+    """The real test tensors of every prepared seed, and how many predict calls were checked against them."""
+
+    tests: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    checked: int = 0
+
+
+@pytest.fixture
+def split_guard(monkeypatch: pytest.MonkeyPatch) -> SplitGuard:
+    """Hide every prepared seed's test tensors from tuning, and fail any predict() call on them."""
+    guard = SplitGuard()
+    real_prepare, real_predict = tuning.prepare_seed, tuning.predict
+
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        prepared = real_prepare(*args, **kwargs)
+        guard.tests.append(prepared.test.images)
+        return dataclasses.replace(prepared, test=PoisonedTest())
+
+    def predict(model: torch.nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        for test in guard.tests:
+            assert x is not test, "predict() ran on the test split"
+            assert not (x.shape == test.shape and torch.equal(x, test)), "predict() ran on the test images"
+        guard.checked += 1
+        return real_predict(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "prepare_seed", prepare)
+    monkeypatch.setattr(tuning, "predict", predict)
+    return guard
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: two threads on a busy 2-core machine run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shrunk(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, Path]:
+    cache_dir = tmp_path_factory.mktemp("tuning-cache")
+    return load_config(REPO_PARAMS, [*SHRINK, f"bench.cache_dir={cache_dir}"]), cache_dir
+
+
+def _request(config: PipelineConfig, scenario: str) -> BenchRequest:
+    return BenchRequest(dataset="digits", scenario=scenario, methods=("mixunlearn",), seeds=(0,), config=config)
+
+
+def _assert_sorted_grid_points(result: TuningResult) -> None:
+    assert len(result.points) == 2
+    gaps = [point.validation_gap for point in result.points]
+    assert gaps == sorted(gaps)
+    assert sorted(dict(point.settings)["lr"] for point in result.points) == sorted(GRID["lr"])
+    for point in result.points:
+        assert dict(point.settings)["epochs"] == 1
+        assert 0.0 <= point.validation_gap <= 100.0
+        assert point.seconds > 0
+
+
+def test_tune_class_scenario_on_validation_only(shrunk: tuple[PipelineConfig, Path], split_guard: SplitGuard) -> None:
+    # given
+    config, _ = shrunk
+    seen: list[dict[str, Any]] = []
+    # when
+    result = tune_method("mixunlearn", GRID, _request(config, "class:0"), lambda p: seen.append(dict(p.settings)))
+    # then
+    assert result.kind == "class"
+    _assert_sorted_grid_points(result)
+    assert seen == expand_grid(GRID)  # reported as evaluated, in grid order
+    assert len(split_guard.tests) == 1
+    assert split_guard.checked >= 3 * (1 + len(seen))  # retain, forget, val per model (reference + points)
+
+
+def test_tune_sample_scenario_on_validation_only(shrunk: tuple[PipelineConfig, Path], split_guard: SplitGuard) -> None:
+    # given
+    config, _ = shrunk
+    # when
+    result = tune_method("mixunlearn", GRID, _request(config, SAMPLE_SCENARIO))
+    # then
+    assert result.kind == "sample"
+    _assert_sorted_grid_points(result)
+    assert split_guard.checked >= 3 * 3
+
+
+def test_grid_points_differ_in_what_they_measure(shrunk: tuple[PipelineConfig, Path]) -> None:
+    # given a grid whose second point is the first one's lr a hundred times smaller
+    config, _ = shrunk
+    # when
+    result = tune_method("mixunlearn", GRID, _request(config, "class:0"))
+    # then: the settings reached the method (otherwise both points would measure the same model)
+    gaps = {dict(point.settings)["lr"]: point.validation_gap for point in result.points}
+    assert gaps[1e-3] != gaps[1e-5]
+
+
+def test_tune_unknown_method_fails_before_any_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("data was loaded before the method name was checked")
+
+    monkeypatch.setattr(tuning, "load_dataset", forbidden)
+    # when / then
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        tune_method("nope", {"lr": [1.0]}, _request(PipelineConfig(), "class:0"))
+
+
+def _cli_args(cache_dir: Path, grids: Path, selected: Path, *extra: str) -> list[str]:
+    overrides = [item for text in [*SHRINK, f"bench.cache_dir={cache_dir}"] for item in ("--set", text)]
+    return [
+        "tune",
+        "--params",
+        str(REPO_PARAMS),
+        *overrides,
+        "--grids",
+        str(grids),
+        "--selected",
+        str(selected),
+        *extra,
+    ]
+
+
+def test_cli_tune_writes_the_winner_and_keeps_other_entries(
+    shrunk: tuple[PipelineConfig, Path], tmp_path: Path
+) -> None:
+    # given a grid file and a selected file holding entries of other scenarios, datasets and methods
+    config, cache_dir = shrunk
+    grids = tmp_path / "grids.yaml"
+    grids.write_text(yaml.safe_dump({"mixunlearn": GRID}))
+    selected = tmp_path / "selected.yaml"
+    before = {
+        "digits": {"class:0": {"ft": {"epochs": 2}}, SAMPLE_SCENARIO: {"ga": {"lr": 1e-5}}},
+        "fashion_mnist": {SAMPLE_SCENARIO: {"mixunlearn": {"lr": 3e-4}}},
+    }
+    selected.write_text(yaml.safe_dump(before))
+    expected = tune_method("mixunlearn", GRID, _request(config, SAMPLE_SCENARIO)).points[0].settings
+    # when
+    args = _cli_args(cache_dir, grids, selected, "--dataset", "digits", "--scenario", SAMPLE_SCENARIO, "--seeds", "0")
+    result = CliRunner().invoke(app, args)
+    # then
+    assert result.exit_code == 0, result.output
+    text = selected.read_text()
+    assert text.startswith("# Written by `mixunlearn tune`")
+    after = yaml.safe_load(text)
+    assert after["digits"][SAMPLE_SCENARIO]["mixunlearn"] == dict(expected)
+    assert after["digits"][SAMPLE_SCENARIO]["ga"] == {"lr": 1e-5}
+    assert after["digits"]["class:0"] == before["digits"]["class:0"]
+    assert after["fashion_mnist"] == before["fashion_mnist"]
+    assert f"selected for mixunlearn (digits, {SAMPLE_SCENARIO}): {dict(expected)}" in result.stdout
+    assert result.stdout.count("val-gap") == 2
+
+
+def test_cli_tune_grid_of_an_unknown_method_exits_2(shrunk: tuple[PipelineConfig, Path], tmp_path: Path) -> None:
+    # given
+    _, cache_dir = shrunk
+    grids = tmp_path / "grids.yaml"
+    grids.write_text(yaml.safe_dump({"nope": {"lr": [1e-3]}}))
+    selected = tmp_path / "selected.yaml"
+    # when
+    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, selected, "--scenario", "class:0"))
+    # then
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: unknown method 'nope'")
+    assert not selected.exists()
+
+
+def test_cli_tune_method_without_a_grid_exits_2(shrunk: tuple[PipelineConfig, Path], tmp_path: Path) -> None:
+    # given
+    _, cache_dir = shrunk
+    grids = tmp_path / "grids.yaml"
+    grids.write_text(yaml.safe_dump({"mixunlearn": GRID}))
+    # when
+    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, tmp_path / "selected.yaml", "--methods", "ft"))
+    # then
+    assert result.exit_code == 2, result.output
+    assert "no grid for ft" in result.stderr
+
+
+def test_cli_tune_into_an_empty_selected_file(shrunk: tuple[PipelineConfig, Path], tmp_path: Path) -> None:
+    # given an empty selected file (e.g. created with `touch`)
+    _, cache_dir = shrunk
+    grids = tmp_path / "grids.yaml"
+    grids.write_text(yaml.safe_dump({"mixunlearn": {"epochs": [1], "lr": [1e-3]}}))
+    selected = tmp_path / "selected.yaml"
+    selected.touch()
+    # when
+    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, selected, "--scenario", "class:0", "--seeds", "0"))
+    # then
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(selected.read_text()) == {"digits": {"class:0": {"mixunlearn": {"epochs": 1, "lr": 1e-3}}}}
