@@ -31,7 +31,9 @@ def test_repository_params_yaml_loads() -> None:
     assert config.bench.methods == document["bench"]["methods"]
     assert set(config.train.recipes) == set(document["train"]["recipes"])
     assert config.train.recipe("digits").epochs == document["train"]["recipes"]["digits"]["epochs"]
-    assert config.unlearn.settings("mixunlearn", "digits") == document["unlearn"]["defaults"]["mixunlearn"]
+    for kind in ("class", "sample"):  # defaults, then the forget kind's entry on top
+        expected = {**document["unlearn"]["defaults"]["mixunlearn"], **document["unlearn"]["kinds"][kind]["mixunlearn"]}
+        assert config.unlearn.settings("mixunlearn", "digits", kind) == expected
 
 
 def test_repository_method_settings_validate() -> None:
@@ -88,7 +90,7 @@ def test_overrides_apply_nested_new_keys_and_yaml_values() -> None:
     assert config.train.recipe("digits").lr == 1.0e-3  # the sibling keys are kept
     assert config.train.recipe("mnist").lr == 0.01
     assert config.unlearn.settings("mixunlearn", "digits")["tau_mix"] == 5
-    assert config.unlearn.settings("mixunlearn", "digits")["epochs"] == 5
+    assert config.unlearn.settings("mixunlearn", "digits")["tau"] == 16.0  # defaults layer kept beside it
     assert config.bench.seeds == [0, 1, 2]
     assert config.base.data_dir is None
     assert config.base.seed == 7
