@@ -6,6 +6,7 @@ the retrain reference is cached in the model registry instead, keyed by (data md
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -325,9 +326,9 @@ def report(config: PipelineConfig, env: PipelineEnvironment, outcome: DeletionOu
     env.tracking.log_artifact(paths["md"], "report")
     env.tracking.log_artifact(paths["png"], "report")
     markdown = paths["md"].read_text()
-    create_markdown_artifact(
-        markdown, key=f"deletion-report-{outcome.batch.dataset}", description=outcome.batch.batch_id
-    )
+    # Prefect artifact keys allow lowercase letters, digits and dashes only (fashion_mnist -> fashion-mnist).
+    key = re.sub(r"[^a-z0-9-]+", "-", f"deletion-report-{outcome.batch.dataset}".lower())
+    create_markdown_artifact(markdown, key=key, description=outcome.batch.batch_id)
     return str(paths["md"])
 
 
