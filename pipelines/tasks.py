@@ -326,10 +326,13 @@ def report(config: PipelineConfig, env: PipelineEnvironment, outcome: DeletionOu
     env.tracking.log_artifact(paths["md"], "report")
     env.tracking.log_artifact(paths["png"], "report")
     markdown = paths["md"].read_text()
-    # Prefect artifact keys allow lowercase letters, digits and dashes only (fashion_mnist -> fashion-mnist).
-    key = re.sub(r"[^a-z0-9-]+", "-", f"deletion-report-{outcome.batch.dataset}".lower())
-    create_markdown_artifact(markdown, key=key, description=outcome.batch.batch_id)
+    create_markdown_artifact(markdown, key=report_key(outcome.batch.dataset), description=outcome.batch.batch_id)
     return str(paths["md"])
+
+
+def report_key(dataset: str) -> str:
+    """The Prefect artifact key of a dataset's deletion report: lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"deletion-report-{dataset}".lower())
 
 
 def _example(stored: StoredDataset) -> np.ndarray:
