@@ -100,12 +100,16 @@ def _batch_data(ctx: StageContext, stored: StoredDataset) -> tuple[ForgetBatch, 
     return batch, data
 
 
-def stage_unlearn(ctx: StageContext) -> dict[str, Any]:
-    stored = ctx.store.load(ctx.config.base.dataset)
+def _require_batch_data(ctx: StageContext, stored: StoredDataset) -> tuple[ForgetBatch, stages.BatchData]:
     found = _batch_data(ctx, stored)
     if found is None:
         raise DataError("no forget batch has been applied yet: run `mixunlearn run` with a request first")
-    batch, data = found
+    return found
+
+
+def stage_unlearn(ctx: StageContext) -> dict[str, Any]:
+    stored = ctx.store.load(ctx.config.base.dataset)
+    batch, data = _require_batch_data(ctx, stored)
     bundle = stored.bundle()
     original = stages.load_state(ctx.out("train") / "model.pt", stages.model_builder(ctx.config, bundle))
     device = resolve_device(ctx.config.base.device)
@@ -129,10 +133,7 @@ def stage_retrain(ctx: StageContext) -> dict[str, Any]:
 
 def stage_verify(ctx: StageContext) -> dict[str, Any]:
     stored = ctx.store.load(ctx.config.base.dataset)
-    found = _batch_data(ctx, stored)
-    if found is None:
-        raise DataError("no forget batch has been applied yet: run `mixunlearn run` with a request first")
-    batch, data = found
+    batch, data = _require_batch_data(ctx, stored)
     bundle = stored.bundle()
     device = resolve_device(ctx.config.base.device)
     models = {
