@@ -465,7 +465,7 @@ class TrackingStore:
         """Load a model by reference or URI (``models:/name/3``, ``models:/name@champion``, ``runs:/...``).
 
         Without ``into`` this returns the exported module (``torch.export``): it computes the same outputs for
-        any batch size but is fixed in eval mode (its ``eval()``/``train()`` raise ``NotImplementedError``).
+        any batch size but is fixed in eval mode (its ``eval()``/``train()`` raise an error).
         With ``into`` (a fresh instance of the same architecture) the weights and buffers are copied into it
         strictly, and ``into`` is returned in eval mode, ready for inference or further training.
 

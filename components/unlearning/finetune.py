@@ -141,16 +141,24 @@ def cross_entropy_pass(
         progress.step(loss)
 
 
-class Finetune:
-    """FT: ``epochs`` passes of cross-entropy over D_r, starting from the original weights."""
+class OptimisedRunner:
+    """Shared state of the optimiser-based peers: the task, seeded randomness, a working copy of f_D and its
+    optimiser."""
 
-    def __init__(self, config: FinetuneConfig, task: UnlearningTask) -> None:
+    def __init__(self, config: OptimisedConfig, task: UnlearningTask) -> None:
         self.config = config
         self.task = task
         torch.manual_seed(task.seed)
         self.generator = seeded_generator(task.seed)
         self.model = working_copy(task)
         self.optimizer = build_optimizer(self.model, config)
+
+
+class Finetune(OptimisedRunner):
+    """FT: ``epochs`` passes of cross-entropy over D_r, starting from the original weights."""
+
+    def __init__(self, config: FinetuneConfig, task: UnlearningTask) -> None:
+        super().__init__(config, task)
 
     def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
         config, task = self.config, self.task

@@ -16,15 +16,14 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 
-from components.runtime import Callback, Stopwatch, seeded_generator
+from components.runtime import Callback, Stopwatch
 from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
 from components.unlearning.finetune import (
     OptimisedConfig,
+    OptimisedRunner,
     Progress,
-    build_optimizer,
     cross_entropy_pass,
     num_batches,
-    working_copy,
 )
 
 
@@ -45,16 +44,11 @@ def l1_norm(model: torch.nn.Module) -> torch.Tensor:
     return torch.stack([parameter.abs().sum() for parameter in model.parameters()]).sum()
 
 
-class L1Sparse:
+class L1Sparse(OptimisedRunner):
     """FT whose loss carries ``alpha * (1 - t / T) * ||theta||_1`` at step t."""
 
     def __init__(self, config: L1SparseConfig, task: UnlearningTask) -> None:
-        self.config = config
-        self.task = task
-        torch.manual_seed(task.seed)
-        self.generator = seeded_generator(task.seed)
-        self.model = working_copy(task)
-        self.optimizer = build_optimizer(self.model, config)
+        super().__init__(config, task)
         self.total_steps = config.epochs * num_batches(len(task.retain), config.batch_size)
 
     def penalty(self, step: int) -> torch.Tensor:

@@ -18,17 +18,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from components.runtime import Callback, Stopwatch, autocast, minibatches, seeded_generator
+from components.runtime import Callback, Stopwatch, autocast, minibatches
 from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
 from components.unlearning.finetune import (
     AfterStep,
     OptimisedConfig,
+    OptimisedRunner,
     Progress,
-    build_optimizer,
     cross_entropy_pass,
     num_batches,
     optimizer_step,
-    working_copy,
 )
 
 
@@ -53,16 +52,11 @@ def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch
     return (labels + shift) % num_classes
 
 
-class RandomLabel:
+class RandomLabel(OptimisedRunner):
     """RL; SalUn passes an ``after_step`` hook that keeps its masked weights at theta_0."""
 
     def __init__(self, config: OptimisedConfig, task: UnlearningTask) -> None:
-        self.config = config
-        self.task = task
-        torch.manual_seed(task.seed)
-        self.generator = seeded_generator(task.seed)
-        self.model = working_copy(task)
-        self.optimizer = build_optimizer(self.model, config)
+        super().__init__(config, task)
 
     def forget_pass(self, progress: Progress, after_step: AfterStep | None = None) -> None:
         """One pass over D_f with fresh random wrong labels per batch."""
