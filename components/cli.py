@@ -185,8 +185,8 @@ def tune(
         import yaml
 
         from components.bench.harness import BenchRequest
-        from components.bench.report import write_atomically
         from components.bench.tuning import load_grids, tune_method
+        from components.files import write_atomically
 
         config = load_params(params, override)
         document = yaml.safe_load(selected.read_text()) if selected.exists() else {}

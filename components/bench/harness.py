@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from components.data.datasets import load_dataset
 from components.data.scenarios import ForgetManifest, partition, resolve_scenario
 from components.data.splits import Split, make_split
 from components.data.types import DatasetBundle, ImageSet, ids_sha256
+from components.files import write_atomically
 from components.models.backbones import Backbone, build_backbone
 from components.runtime import Callback, resolve_device
 from components.training import TrainConfig, train_classifier
@@ -75,16 +76,10 @@ def to_tensors(bundle: DatasetBundle, images: ImageSet, device: torch.device) ->
 
 
 def save_atomically(payload: object, path: Path) -> None:
-    """torch.save to a temporary file then rename, so an interrupted run never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """torch.save through ``write_atomically``: an interrupted run never leaves a half-written cache file."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomically(path, buffer.getvalue())
 
 
 class ModelCache:

@@ -7,14 +7,13 @@ between per-method means and Retrain's means (each metric averaged over seeds fi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from components.files import write_atomically
 from components.verification.metrics import ALL_METRICS, gap_laf, gap_salun
 
 ROW_METRICS: tuple[str, ...] = (*ALL_METRICS, "seconds")
@@ -64,19 +63,6 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         retrain_seconds = reference["seconds_mean"]
         entry["seconds_ratio_to_retrain"] = entry["seconds_mean"] / retrain_seconds if retrain_seconds else None
     return summary
-
-
-def write_atomically(path: Path, text: str | bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(text.encode() if isinstance(text, str) else text)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def results_document(

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from components.data.types import DataError, ImageSet, ids_sha256
+from components.files import write_atomically
 
 DEFAULT_SCENARIO = "data:0.4:5-9"
 CLASS_LEVEL_SCENARIO = "class:0"
@@ -117,25 +116,13 @@ class ForgetManifest:
         return manifest
 
     def save(self, path: str | Path) -> Path:
-        """Write the manifest as JSON atomically (temp file in the same folder, then ``os.replace``).
+        """Write the manifest as JSON atomically (``components.files.write_atomically``).
 
         Returns:
             The path written.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Same folder as the target so os.replace is a rename on one filesystem: readers see old or new, never half.
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.to_dict(), handle, indent=2)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            Path(tmp_name).replace(path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_atomically(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod

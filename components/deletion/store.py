@@ -29,26 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.data.splits import make_split
 from components.data.types import DataError, DatasetBundle, ImageSet, ids_sha256
+from components.files import write_atomically
 
 SPLITS = ("pool", "val", "test")
 
 
-def write_bytes_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, document: Any) -> None:
-    write_bytes_atomically(path, (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode())
+    write_atomically(path, (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def image_set_bytes(images: ImageSet) -> bytes:
@@ -182,7 +169,7 @@ class DataStore:
         split = make_split(bundle, val_fraction, seed)
         directory = self.dataset_dir(bundle.name)
         for name, images in (("pool", split.pool), ("val", split.val), ("test", split.test)):
-            write_bytes_atomically(directory / f"{name}.npz", image_set_bytes(images))
+            write_atomically(directory / f"{name}.npz", image_set_bytes(images))
         meta = {
             "dataset": bundle.name,
             "num_classes": bundle.num_classes,

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from components.adapters.versioning import DataVersioning
-from components.bench.report import write_atomically
 from components.config import PipelineConfig
 from components.data.types import DataError, ImageSet
 from components.deletion.store import DataStore, ForgetBatch, StoredDataset, write_json
+from components.files import write_atomically
 from components.pipeline import stages
 from components.pipeline.report import DeletionOutcome, write_report
 from components.runtime import resolve_device

@@ -157,8 +157,9 @@ class OptimisedRunner:
 class Finetune(OptimisedRunner):
     """FT: ``epochs`` passes of cross-entropy over D_r, starting from the original weights."""
 
-    def __init__(self, config: FinetuneConfig, task: UnlearningTask) -> None:
-        super().__init__(config, task)
+    def regulariser(self) -> Regulariser | None:
+        """An extra loss term by step; l1-sparse adds its decaying penalty here."""
+        return None
 
     def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
         config, task = self.config, self.task
@@ -174,6 +175,7 @@ class Finetune(OptimisedRunner):
                     config,
                     self.generator,
                     progress,
+                    regulariser=self.regulariser(),
                 )
         self.model.eval()
         return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())

@@ -11,20 +11,11 @@ Choices where the paper is silent or the code differs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from pydantic import Field
 
-from components.runtime import Callback, Stopwatch
-from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
-from components.unlearning.finetune import (
-    OptimisedConfig,
-    OptimisedRunner,
-    Progress,
-    cross_entropy_pass,
-    num_batches,
-)
+from components.unlearning.base import UnlearningTask, register_runner
+from components.unlearning.finetune import Finetune, OptimisedConfig, Regulariser, num_batches
 
 
 class L1SparseConfig(OptimisedConfig):
@@ -44,7 +35,7 @@ def l1_norm(model: torch.nn.Module) -> torch.Tensor:
     return torch.stack([parameter.abs().sum() for parameter in model.parameters()]).sum()
 
 
-class L1Sparse(OptimisedRunner):
+class L1Sparse(Finetune):
     """FT whose loss carries ``alpha * (1 - t / T) * ||theta||_1`` at step t."""
 
     def __init__(self, config: L1SparseConfig, task: UnlearningTask) -> None:
@@ -55,24 +46,8 @@ class L1Sparse(OptimisedRunner):
         weight = self.config.alpha * (1.0 - step / self.total_steps)
         return weight * l1_norm(self.model)
 
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        config, task = self.config, self.task
-        progress = Progress(callbacks, self.total_steps)
-        stopwatch = Stopwatch(task.device)
-        with stopwatch.measure():
-            for _ in range(config.epochs):
-                cross_entropy_pass(
-                    self.model,
-                    self.optimizer,
-                    task.retain.images,
-                    task.retain.labels,
-                    config,
-                    self.generator,
-                    progress,
-                    regulariser=self.penalty,
-                )
-        self.model.eval()
-        return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
+    def regulariser(self) -> Regulariser:
+        return self.penalty
 
 
 register_runner("l1_sparse", L1SparseConfig, "Fine-tune on D_r with a decaying l1 penalty (l1-sparse)", L1Sparse)

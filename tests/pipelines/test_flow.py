@@ -22,7 +22,8 @@ from components.adapters.expectations import ValidationFailed
 from components.adapters.tracking import config_sha256, default_tracking_uri
 from components.adapters.versioning import DataSnapshot, DataVersioning
 from components.data.types import ImageSet
-from components.deletion.store import ForgetBatch, ForgetRequest, image_set_bytes, write_bytes_atomically
+from components.deletion.store import ForgetBatch, ForgetRequest, image_set_bytes
+from components.files import write_atomically
 from components.pipeline import stages
 from components.pipeline.environment import open_environment
 
@@ -365,7 +366,7 @@ def test_data_contract_failure_stops_the_run_before_any_model(
     pool = project.store.load("digits").pool
     labels = pool.labels.copy()
     labels[3] = 10
-    write_bytes_atomically(pool_path, image_set_bytes(ImageSet(ids=pool.ids, images=pool.images, labels=labels)))
+    write_atomically(pool_path, image_set_bytes(ImageSet(ids=pool.ids, images=pool.images, labels=labels)))
     project.submit_example()
     head = project.head()
 

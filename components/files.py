@@ -1,0 +1,26 @@
+"""Atomic file writes: every stored artifact is either the old version or the new one, never half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomically(path: Path, payload: str | bytes) -> None:
+    """Write to a temporary file in the same folder, fsync it, then rename it over ``path``.
+
+    The same folder keeps the rename on one filesystem, where it is atomic.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload.encode() if isinstance(payload, str) else payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
