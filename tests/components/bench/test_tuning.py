@@ -52,21 +52,29 @@ def test_a_key_without_values_gives_no_points() -> None:
     assert expand_grid({"lr": [], "epochs": [1, 2]}) == []
 
 
-def test_validation_gap_averages_the_shared_metrics() -> None:
-    # given sample-level metrics (one val accuracy) and a key only the method holds
-    method = {"train_r": 90.0, "train_f": 10.0, "val": 80.0, "unrelated": 5.0}
-    retrain = {"train_r": 80.0, "train_f": 30.0, "val": 80.0}
-    # when / then: mean of |10|, |-20|, |0|
+def test_validation_gap_is_the_mean_of_the_laf_and_salun_gaps() -> None:
+    # given sample-level metrics computed on the validation split (keys as evaluate_predictions names them)
+    method = {"train_r": 90.0, "train_f": 10.0, "test": 80.0, "asr": 60.0, "ua": 90.0, "ra": 90.0, "ta": 80.0}
+    method["mia_efficacy"] = 20.0
+    retrain = {"train_r": 80.0, "train_f": 30.0, "test": 80.0, "asr": 50.0, "ua": 70.0, "ra": 80.0, "ta": 80.0}
+    retrain["mia_efficacy"] = 10.0
+    # when / then: LAF (10 + 20 + 0 + 10) / 4 = 10, SalUn (20 + 10 + 0 + 10) / 4 = 10
     assert validation_gap(method, retrain) == pytest.approx(10.0)
 
 
-def test_validation_gap_of_class_metrics_uses_val_r_and_val_f() -> None:
-    # given
-    method = {"train_r": 99.0, "train_f": 4.0, "val_r": 95.0, "val_f": 2.0}
-    retrain = {"train_r": 100.0, "train_f": 0.0, "val_r": 97.0, "val_f": 0.0}
-    # when / then
-    assert validation_gap(method, retrain) == pytest.approx((1 + 4 + 2 + 2) / 4)
-    assert validation_gap(retrain, retrain) == 0.0
+def test_validation_gap_counts_membership_not_only_accuracy() -> None:
+    # given two settings with Retrain's accuracies, one leaving the forget set more recognisable
+    retrain = {"train_r": 100.0, "train_f": 0.0, "test_r": 97.0, "asr": 60.0, "ra": 100.0, "ta": 97.0}
+    matched = dict(retrain)
+    recognisable = {**retrain, "asr": 80.0}
+    # when / then: only the membership term separates them
+    assert validation_gap(matched, retrain) == 0.0
+    assert validation_gap(recognisable, retrain) == pytest.approx(20.0 / 4 / 2)
+
+
+def test_validation_gap_without_shared_metrics_fails() -> None:
+    with pytest.raises(ValueError, match="no metric is shared"):
+        validation_gap({"train_r": 1.0}, {"asr": 2.0})
 
 
 class PoisonedTest:
