@@ -15,23 +15,14 @@ Choices where the paper is silent or the code differs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from components.models.backbones import Backbone
-from components.runtime import Callback, Stopwatch, autocast, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
-from components.unlearning.finetune import (
-    OptimisedConfig,
-    Progress,
-    build_optimizer,
-    num_batches,
-    optimizer_step,
-    working_copy,
-)
+from components.runtime import autocast
+from components.unlearning.base import UnlearningTask, frozen_copy, register_runner
+from components.unlearning.finetune import OptimisedConfig, OptimisedRunner, Progress, num_batches
 
 INCOMPETENT_SEED_OFFSET = 7919
 
@@ -55,19 +46,18 @@ def retain_subset(n: int, fraction: float, generator: torch.Generator) -> torch.
     return torch.randperm(n, generator=generator)[: round(fraction * n)]
 
 
-class BadTeacher:
-    """The Bad Teacher state: the student, both frozen teachers and the mixed forget + retain-subset set."""
+class BadTeacher(OptimisedRunner):
+    """The Bad Teacher state: the student (``model``), both frozen teachers and the forget + retain-subset set."""
+
+    config: BadTeacherConfig
 
     def __init__(self, config: BadTeacherConfig, task: UnlearningTask) -> None:
-        self.config = config
-        self.task = task
+        # Its own seed keeps it apart from Retrain's initialisation; the base then reseeds with task.seed as for
+        # every peer, so the rest of the run draws exactly what it would without this teacher.
         torch.manual_seed(task.seed + INCOMPETENT_SEED_OFFSET)
         self.incompetent: Backbone = frozen_copy(task.build_model().to(task.device))  # type: ignore[assignment]
-        torch.manual_seed(task.seed)
-        self.generator = seeded_generator(task.seed)
+        super().__init__(config, task)
         self.competent: Backbone = frozen_copy(task.original)  # type: ignore[assignment]
-        self.student = working_copy(task)
-        self.optimizer = build_optimizer(self.student, config)
         subset = retain_subset(len(task.retain), config.retain_fraction, self.generator).to(task.device)
         self.images = torch.cat([task.forget.images, task.retain.images[subset]])
         self.is_forget = torch.cat(
@@ -81,7 +71,7 @@ class BadTeacher:
         """KL of the student from the incompetent teacher on forget rows and the competent one on retain rows."""
         images, temperature = self.images[index], self.config.temperature
         with autocast(images.device, self.config.amp):
-            student_logits = self.student(images)
+            student_logits = self.model(images)
             with torch.no_grad():
                 competent = self.competent(images)
                 incompetent = self.incompetent(images)
@@ -90,19 +80,12 @@ class BadTeacher:
         log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
         return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
 
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        config, task = self.config, self.task
-        progress = Progress(callbacks, config.epochs * num_batches(len(self.images), config.batch_size))
-        stopwatch = Stopwatch(task.device)
-        with stopwatch.measure():
-            self.student.train()
-            for _ in range(config.epochs):
-                for index in minibatches(len(self.images), config.batch_size, self.generator):
-                    loss = self.loss(index.to(task.device))
-                    optimizer_step(self.optimizer, loss)
-                    progress.step(loss)
-        self.student.eval()
-        return UnlearningResult(model=self.student, seconds=stopwatch.seconds, history=progress.history())
+    def total_steps(self) -> int:
+        return self.config.epochs * num_batches(len(self.images), self.config.batch_size)
+
+    def train(self, progress: Progress) -> None:
+        for _ in range(self.config.epochs):
+            self.minibatch_pass(len(self.images), self.loss, progress)
 
 
 register_runner(

@@ -19,23 +19,14 @@ Choices where the paper is silent or the code differs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from components.runtime import Callback, Stopwatch, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
-from components.unlearning.finetune import (
-    OptimisedConfig,
-    Progress,
-    build_optimizer,
-    cross_entropy_pass,
-    num_batches,
-    working_copy,
-)
+from components.runtime import minibatches
+from components.unlearning.base import UnlearningTask, frozen_copy, register_runner
+from components.unlearning.finetune import OptimisedConfig, OptimisedRunner, Progress, num_batches
 
 
 class BoundaryShrinkConfig(OptimisedConfig):
@@ -76,33 +67,30 @@ def shrink_labels(
     return new_labels, crossed
 
 
-class BoundaryShrink:
+class BoundaryShrink(OptimisedRunner):
     """The Boundary Shrink state: the relabelled forget set and the model fine-tuned on it."""
 
-    def __init__(self, config: BoundaryShrinkConfig, task: UnlearningTask) -> None:
-        self.config = config
-        self.task = task
-        torch.manual_seed(task.seed)
-        self.generator = seeded_generator(task.seed)
-        self.reference = frozen_copy(task.original)
-        self.model = working_copy(task)
-        self.optimizer = build_optimizer(self.model, config)
+    config: BoundaryShrinkConfig
 
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        config, task = self.config, self.task
-        progress = Progress(callbacks, config.epochs * num_batches(len(task.forget), config.batch_size))
-        stopwatch = Stopwatch(task.device)
-        with stopwatch.measure():
-            new_labels, crossed = shrink_labels(
-                self.reference, task.forget.images, task.forget.labels, config.bound, config.batch_size
-            )
-            for _ in range(config.epochs):
-                cross_entropy_pass(
-                    self.model, self.optimizer, task.forget.images, new_labels, config, self.generator, progress
-                )
-        self.model.eval()
-        history = {**progress.history(), "fgsm_crossed": crossed.float().mean().item()}
-        return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=history)
+    def __init__(self, config: BoundaryShrinkConfig, task: UnlearningTask) -> None:
+        super().__init__(config, task)
+        self.reference = frozen_copy(task.original)
+        self.crossed: torch.Tensor | None = None
+
+    def total_steps(self) -> int:
+        return self.config.epochs * num_batches(len(self.task.forget), self.config.batch_size)
+
+    def train(self, progress: Progress) -> None:
+        config, forget = self.config, self.task.forget
+        new_labels, self.crossed = shrink_labels(
+            self.reference, forget.images, forget.labels, config.bound, config.batch_size
+        )
+        for _ in range(config.epochs):
+            self.cross_entropy_pass(forget.images, new_labels, progress)
+
+    def extra_history(self) -> dict[str, float]:
+        """The share of forget samples the FGSM step itself moved to another class: how far ``bound`` reaches."""
+        return {} if self.crossed is None else {"fgsm_crossed": self.crossed.float().mean().item()}
 
 
 register_runner(

@@ -2,8 +2,9 @@
 
 FT is the simplest peer baseline (Golatkar et al. 2020; the SalUn protocol's "FT"): continue training the
 original model on the retain set only and rely on catastrophic forgetting. The helpers below (a working copy,
-the optimiser, progress reporting, one cross-entropy pass) are reused by RL, SalUn, l1-sparse, Boundary Shrink
-and UNSIR so that every baseline runs the same loop with the same optimiser semantics.
+the optimiser, progress reporting) and the ``OptimisedRunner`` base (seeding, the timed run, one optimiser pass
+over mini-batches) are shared by every gradient-based peer, so that every baseline runs the same loop with the
+same optimiser semantics and its reported seconds cover the same kind of work.
 
 Choices where the peers' recipe is silent or does not fit the harness:
     * BatchNorm layers train as usual (``model.train()``), as in the SalUn code base.
@@ -15,6 +16,7 @@ Choices where the peers' recipe is silent or does not fit the harness:
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -116,34 +118,14 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, after_s
         after_step()
 
 
-def cross_entropy_pass(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    config: OptimisedConfig,
-    generator: torch.Generator,
-    progress: Progress,
-    regulariser: Regulariser | None = None,
-    after_step: AfterStep | None = None,
-    batch_size: int | None = None,
-) -> None:
-    """One shuffled pass of cross-entropy descent over ``(images, labels)`` (plus ``regulariser(step)``)."""
-    model.train()
-    for index in minibatches(len(images), batch_size or config.batch_size, generator):
-        index = index.to(images.device)
-        with autocast(images.device, config.amp):
-            logits = model(images[index])
-        loss = F.cross_entropy(logits.float(), labels[index])
-        if regulariser is not None:
-            loss = loss + regulariser(progress.steps)
-        optimizer_step(optimizer, loss, after_step)
-        progress.step(loss)
+class OptimisedRunner(ABC):
+    """Shared state and run loop of the optimiser-based peers: the task, seeded randomness, a working copy of f_D
+    and its optimiser.
 
-
-class OptimisedRunner:
-    """Shared state of the optimiser-based peers: the task, seeded randomness, a working copy of f_D and its
-    optimiser."""
+    A subclass says what one run trains (``train``) and how many optimiser steps that takes (``total_steps``, for
+    the progress callbacks). ``run`` is the same for every peer so that their reported seconds time the same kind
+    of work and every result comes back in eval mode.
+    """
 
     def __init__(self, config: OptimisedConfig, task: UnlearningTask) -> None:
         self.config = config
@@ -153,6 +135,65 @@ class OptimisedRunner:
         self.model = working_copy(task)
         self.optimizer = build_optimizer(self.model, config)
 
+    @abstractmethod
+    def total_steps(self) -> int:
+        """Optimiser steps of one run, announced to the callbacks before it starts."""
+
+    @abstractmethod
+    def train(self, progress: Progress) -> None:
+        """The timed unlearning work; every optimiser step is reported to ``progress``."""
+
+    def extra_history(self) -> dict[str, float]:
+        """Diagnostics added to the result's history; read after the timed work so they never count as its cost."""
+        return {}
+
+    def minibatch_pass(
+        self,
+        n: int,
+        loss: Callable[[torch.Tensor], torch.Tensor],
+        progress: Progress,
+        after_step: AfterStep | None = None,
+    ) -> None:
+        """One shuffled pass over ``range(n)``: an optimiser step on ``loss(index)`` for each mini-batch index.
+
+        The batch order is drawn from ``self.generator`` before ``loss`` runs, so a ``loss`` that draws from the
+        same generator (random labels, a paired retain stream) always sees it in the same state.
+        """
+        self.model.train()
+        for index in minibatches(n, self.config.batch_size, self.generator):
+            value = loss(index.to(self.task.device))
+            optimizer_step(self.optimizer, value, after_step)
+            progress.step(value)
+
+    def cross_entropy_pass(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        progress: Progress,
+        regulariser: Regulariser | None = None,
+        after_step: AfterStep | None = None,
+    ) -> None:
+        """One shuffled pass of cross-entropy descent over ``(images, labels)`` (plus ``regulariser(step)``)."""
+
+        def loss(index: torch.Tensor) -> torch.Tensor:
+            with autocast(images.device, self.config.amp):
+                logits = self.model(images[index])
+            value = F.cross_entropy(logits.float(), labels[index])
+            if regulariser is not None:
+                value = value + regulariser(progress.steps)
+            return value
+
+        self.minibatch_pass(len(images), loss, progress, after_step)
+
+    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
+        progress = Progress(callbacks, self.total_steps())
+        stopwatch = Stopwatch(self.task.device)
+        with stopwatch.measure():
+            self.train(progress)
+        self.model.eval()
+        history = {**progress.history(), **self.extra_history()}
+        return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=history)
+
 
 class Finetune(OptimisedRunner):
     """FT: ``epochs`` passes of cross-entropy over D_r, starting from the original weights."""
@@ -161,24 +202,13 @@ class Finetune(OptimisedRunner):
         """An extra loss term by step; l1-sparse adds its decaying penalty here."""
         return None
 
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        config, task = self.config, self.task
-        progress = Progress(callbacks, config.epochs * num_batches(len(task.retain), config.batch_size))
-        stopwatch = Stopwatch(task.device)
-        with stopwatch.measure():
-            for _ in range(config.epochs):
-                cross_entropy_pass(
-                    self.model,
-                    self.optimizer,
-                    task.retain.images,
-                    task.retain.labels,
-                    config,
-                    self.generator,
-                    progress,
-                    regulariser=self.regulariser(),
-                )
-        self.model.eval()
-        return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
+    def total_steps(self) -> int:
+        return self.config.epochs * num_batches(len(self.task.retain), self.config.batch_size)
+
+    def train(self, progress: Progress) -> None:
+        retain = self.task.retain
+        for _ in range(self.config.epochs):
+            self.cross_entropy_pass(retain.images, retain.labels, progress, regulariser=self.regulariser())
 
 
 register_runner("ft", FinetuneConfig, "Fine-tune on D_r (FT)", Finetune)

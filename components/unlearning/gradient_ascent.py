@@ -12,22 +12,13 @@ Choices where the papers are silent:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from components.runtime import Callback, Stopwatch, autocast, endless_minibatches, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
-from components.unlearning.finetune import (
-    OptimisedConfig,
-    Progress,
-    build_optimizer,
-    num_batches,
-    optimizer_step,
-    working_copy,
-)
+from components.runtime import autocast, endless_minibatches
+from components.unlearning.base import UnlearningTask, register_runner
+from components.unlearning.finetune import OptimisedConfig, OptimisedRunner, Progress, num_batches
 
 
 class GradientAscentConfig(OptimisedConfig):
@@ -57,17 +48,12 @@ class NegGradPlusConfig(OptimisedConfig):
     lr: float = Field(1e-3, gt=0)
 
 
-class GradientAscent:
+class GradientAscent(OptimisedRunner):
     """GA, and NegGrad+ when ``retain_weight`` (alpha) is given."""
 
     def __init__(self, config: OptimisedConfig, task: UnlearningTask, retain_weight: float | None = None) -> None:
-        self.config = config
-        self.task = task
+        super().__init__(config, task)
         self.retain_weight = retain_weight
-        torch.manual_seed(task.seed)
-        self.generator = seeded_generator(task.seed)
-        self.model = working_copy(task)
-        self.optimizer = build_optimizer(self.model, config)
 
     def loss(self, forget_index: torch.Tensor, retain_index: torch.Tensor | None) -> torch.Tensor:
         """``-CE(D_f batch)``, or ``alpha * CE(D_r batch) - (1 - alpha) * CE(D_f batch)`` for NegGrad+."""
@@ -82,25 +68,24 @@ class GradientAscent:
         retain_loss = F.cross_entropy(retain_logits.float(), task.retain.labels[retain_index])
         return self.retain_weight * retain_loss - (1.0 - self.retain_weight) * forget_loss
 
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
+    def total_steps(self) -> int:
+        return self.config.epochs * num_batches(len(self.task.forget), self.config.batch_size)
+
+    def train(self, progress: Progress) -> None:
         config, task = self.config, self.task
-        progress = Progress(callbacks, config.epochs * num_batches(len(task.forget), config.batch_size))
+        # One stream for the whole run, so NegGrad+'s retain batches carry on across epochs instead of restarting.
         retain_stream = (
             endless_minibatches(len(task.retain), config.batch_size, self.generator)
             if self.retain_weight is not None
             else None
         )
-        stopwatch = Stopwatch(task.device)
-        with stopwatch.measure():
-            self.model.train()
-            for _ in range(config.epochs):
-                for forget_index in minibatches(len(task.forget), config.batch_size, self.generator):
-                    retain_index = next(retain_stream).to(task.device) if retain_stream is not None else None
-                    loss = self.loss(forget_index.to(task.device), retain_index)
-                    optimizer_step(self.optimizer, loss)
-                    progress.step(loss)
-        self.model.eval()
-        return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
+
+        def loss(forget_index: torch.Tensor) -> torch.Tensor:
+            retain_index = next(retain_stream).to(task.device) if retain_stream is not None else None
+            return self.loss(forget_index, retain_index)
+
+        for _ in range(config.epochs):
+            self.minibatch_pass(len(task.forget), loss, progress)
 
 
 register_runner("ga", GradientAscentConfig, "Gradient ascent on D_f (GA)", GradientAscent)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from components.unlearning.base import UnlearningTask, register_runner
-from components.unlearning.finetune import Finetune, OptimisedConfig, Regulariser, num_batches
+from components.unlearning.base import register_runner
+from components.unlearning.finetune import Finetune, OptimisedConfig, Regulariser
 
 
 class L1SparseConfig(OptimisedConfig):
@@ -38,12 +38,10 @@ def l1_norm(model: torch.nn.Module) -> torch.Tensor:
 class L1Sparse(Finetune):
     """FT whose loss carries ``alpha * (1 - t / T) * ||theta||_1`` at step t."""
 
-    def __init__(self, config: L1SparseConfig, task: UnlearningTask) -> None:
-        super().__init__(config, task)
-        self.total_steps = config.epochs * num_batches(len(task.retain), config.batch_size)
+    config: L1SparseConfig
 
     def penalty(self, step: int) -> torch.Tensor:
-        weight = self.config.alpha * (1.0 - step / self.total_steps)
+        weight = self.config.alpha * (1.0 - step / self.total_steps())
         return weight * l1_norm(self.model)
 
     def regulariser(self) -> Regulariser:

@@ -12,22 +12,18 @@ Choices where the sources are silent or differ:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from components.runtime import Callback, Stopwatch, autocast, minibatches
-from components.unlearning.base import UnlearningResult, UnlearningTask, register_runner
+from components.runtime import autocast
+from components.unlearning.base import register_runner
 from components.unlearning.finetune import (
     AfterStep,
     OptimisedConfig,
     OptimisedRunner,
     Progress,
-    cross_entropy_pass,
     num_batches,
-    optimizer_step,
 )
 
 
@@ -55,21 +51,17 @@ def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch
 class RandomLabel(OptimisedRunner):
     """RL; SalUn passes an ``after_step`` hook that keeps its masked weights at theta_0."""
 
-    def __init__(self, config: OptimisedConfig, task: UnlearningTask) -> None:
-        super().__init__(config, task)
-
     def forget_pass(self, progress: Progress, after_step: AfterStep | None = None) -> None:
         """One pass over D_f with fresh random wrong labels per batch."""
-        task, config = self.task, self.config
-        self.model.train()
-        for index in minibatches(len(task.forget), config.batch_size, self.generator):
-            index = index.to(task.device)
+        task = self.task
+
+        def loss(index: torch.Tensor) -> torch.Tensor:
             labels = random_wrong_labels(task.forget.labels[index], task.num_classes, self.generator)
-            with autocast(task.device, config.amp):
+            with autocast(task.device, self.config.amp):
                 logits = self.model(task.forget.images[index])
-            loss = F.cross_entropy(logits.float(), labels)
-            optimizer_step(self.optimizer, loss, after_step)
-            progress.step(loss)
+            return F.cross_entropy(logits.float(), labels)
+
+        self.minibatch_pass(len(task.forget), loss, progress, after_step)
 
     def total_steps(self) -> int:
         config, task = self.config, self.task
@@ -77,28 +69,11 @@ class RandomLabel(OptimisedRunner):
         return config.epochs * per_epoch
 
     def train(self, progress: Progress, after_step: AfterStep | None = None) -> None:
-        """The RL epochs (untimed; ``run`` and SalUn time them)."""
-        task = self.task
+        """The RL epochs; SalUn calls this directly with its ``after_step`` hook and times the run itself."""
+        retain = self.task.retain
         for _ in range(self.config.epochs):
             self.forget_pass(progress, after_step)
-            cross_entropy_pass(
-                self.model,
-                self.optimizer,
-                task.retain.images,
-                task.retain.labels,
-                self.config,
-                self.generator,
-                progress,
-                after_step=after_step,
-            )
-
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        progress = Progress(callbacks, self.total_steps())
-        stopwatch = Stopwatch(self.task.device)
-        with stopwatch.measure():
-            self.train(progress)
-        self.model.eval()
-        return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
+            self.cross_entropy_pass(retain.images, retain.labels, progress, after_step=after_step)
 
 
 register_runner("rl", RandomLabelConfig, "Random labels on D_f, then fine-tune on D_r (RL)", RandomLabel)

@@ -16,23 +16,14 @@ Choices where the paper is silent or the code differs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from components.models.backbones import Backbone
-from components.runtime import Callback, Stopwatch, autocast, minibatches, seeded_generator
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
-from components.unlearning.finetune import (
-    OptimisedConfig,
-    Progress,
-    build_optimizer,
-    num_batches,
-    optimizer_step,
-    working_copy,
-)
+from components.runtime import autocast, minibatches
+from components.unlearning.base import UnlearningTask, frozen_copy, register_runner
+from components.unlearning.finetune import OptimisedConfig, OptimisedRunner, Progress, num_batches
 
 
 class ScrubConfig(OptimisedConfig):
@@ -66,78 +57,68 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
 
 
-class Scrub:
-    """The SCRUB state; ``run`` alternates the passes, tests call ``max_pass``/``min_pass`` directly."""
+class Scrub(OptimisedRunner):
+    """The SCRUB state (``model`` is the student); ``run`` alternates the passes, tests call ``max_pass``/``min_pass``
+    directly."""
+
+    config: ScrubConfig
 
     def __init__(self, config: ScrubConfig, task: UnlearningTask) -> None:
-        self.config = config
-        self.task = task
-        torch.manual_seed(task.seed)
-        self.generator = seeded_generator(task.seed)
+        super().__init__(config, task)
         self.teacher: Backbone = frozen_copy(task.original)  # type: ignore[assignment]
-        self.student = working_copy(task)
-        self.optimizer = build_optimizer(self.student, config)
 
     def divergence(self, images: torch.Tensor) -> torch.Tensor:
         """The distillation KL of the student from the teacher on ``images`` (student gradients flow)."""
         with autocast(images.device, self.config.amp):
-            student_logits = self.student(images)
+            student_logits = self.model(images)
             with torch.no_grad():
                 teacher_logits = self.teacher(images)
         return distillation_kl(student_logits, teacher_logits, self.config.temperature)
 
     def max_pass(self, progress: Progress) -> None:
         """One pass over D_f ascending the KL."""
-        task = self.task
-        self.student.train()
-        for index in minibatches(len(task.forget), self.config.batch_size, self.generator):
-            loss = -self.divergence(task.forget.images[index.to(task.device)])
-            optimizer_step(self.optimizer, loss)
-            progress.step(loss)
+        forget = self.task.forget
+        self.minibatch_pass(len(forget), lambda index: -self.divergence(forget.images[index]), progress)
 
     def min_pass(self, progress: Progress) -> None:
         """One pass over D_r descending ``alpha * KL + gamma * CE``."""
         config, task = self.config, self.task
-        self.student.train()
-        for index in minibatches(len(task.retain), config.batch_size, self.generator):
-            index = index.to(task.device)
+
+        def loss(index: torch.Tensor) -> torch.Tensor:
             images = task.retain.images[index]
             with autocast(task.device, config.amp):
-                student_logits = self.student(images)
+                student_logits = self.model(images)
                 with torch.no_grad():
                     teacher_logits = self.teacher(images)
-            loss = config.alpha * distillation_kl(student_logits, teacher_logits, config.temperature)
-            loss = loss + config.gamma * F.cross_entropy(student_logits.float(), task.retain.labels[index])
-            optimizer_step(self.optimizer, loss)
-            progress.step(loss)
+            value = config.alpha * distillation_kl(student_logits, teacher_logits, config.temperature)
+            return value + config.gamma * F.cross_entropy(student_logits.float(), task.retain.labels[index])
+
+        self.minibatch_pass(len(task.retain), loss, progress)
 
     @torch.no_grad()
     def forget_divergence(self) -> float:
         """Mean distillation KL over D_f (eval mode), a diagnostic of how far the max passes pushed."""
         task = self.task
-        was_training = self.student.training
-        self.student.eval()
+        was_training = self.model.training
+        self.model.eval()
         total = 0.0
         for index in minibatches(len(task.forget), 1024, self.generator, shuffle=False):
             total += self.divergence(task.forget.images[index.to(task.device)]).item() * len(index)
-        self.student.train(was_training)
+        self.model.train(was_training)
         return total / max(len(task.forget), 1)
 
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
+    def total_steps(self) -> int:
         config, task = self.config, self.task
         max_epochs = min(config.max_steps, config.epochs)
-        total = max_epochs * num_batches(len(task.forget), config.batch_size) + config.epochs * num_batches(
+        return max_epochs * num_batches(len(task.forget), config.batch_size) + config.epochs * num_batches(
             len(task.retain), config.batch_size
         )
-        progress = Progress(callbacks, total)
-        stopwatch = Stopwatch(task.device)
-        with stopwatch.measure():
-            for epoch in range(config.epochs):
-                if epoch < config.max_steps:
-                    self.max_pass(progress)
-                self.min_pass(progress)
-        self.student.eval()
-        return UnlearningResult(model=self.student, seconds=stopwatch.seconds, history=progress.history())
+
+    def train(self, progress: Progress) -> None:
+        for epoch in range(self.config.epochs):
+            if epoch < self.config.max_steps:
+                self.max_pass(progress)
+            self.min_pass(progress)
 
 
 register_runner("scrub", ScrubConfig, "SCRUB: teacher-student max steps on D_f, min steps on D_r", Scrub)

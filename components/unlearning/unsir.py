@@ -25,17 +25,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from components.runtime import Callback, Stopwatch, minibatches, seeded_generator
+from components.runtime import minibatches
 from components.unlearning.bad_teacher import retain_subset
-from components.unlearning.base import UnlearningResult, UnlearningTask, frozen_copy, register_runner
-from components.unlearning.finetune import (
-    OptimisedConfig,
-    Progress,
-    build_optimizer,
-    cross_entropy_pass,
-    num_batches,
-    working_copy,
-)
+from components.unlearning.base import UnlearningTask, frozen_copy, register_runner
+from components.unlearning.finetune import OptimisedConfig, OptimisedRunner, Progress, build_optimizer, num_batches
 
 
 class UnsirConfig(OptimisedConfig):
@@ -94,16 +87,17 @@ def error_maximising_noise(
     return noise.detach()
 
 
-class Unsir:
-    """The UNSIR state: the model, the retain subset and the learnt noise."""
+class Unsir(OptimisedRunner):
+    """The UNSIR state: the model, the retain subset and the learnt noise.
+
+    The base's optimiser (at ``lr``) drives the impair passes; repair replaces it with a fresh one at ``repair_lr``.
+    """
+
+    config: UnsirConfig
 
     def __init__(self, config: UnsirConfig, task: UnlearningTask) -> None:
-        self.config = config
-        self.task = task
-        torch.manual_seed(task.seed)
-        self.generator = seeded_generator(task.seed)
+        super().__init__(config, task)
         self.reference = frozen_copy(task.original)
-        self.model = working_copy(task)
         subset = retain_subset(len(task.retain), config.retain_fraction, self.generator).to(task.device)
         self.retain_images = task.retain.images[subset]
         self.retain_labels = task.retain.labels[subset]
@@ -138,33 +132,18 @@ class Unsir:
         impair = num_batches(n_noise * config.noise_repeats + len(self.retain_images), config.batch_size)
         return config.epochs * (impair + num_batches(len(self.retain_images), config.batch_size))
 
-    def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        config, task = self.config, self.task
-        progress = Progress(callbacks, self.total_steps())
-        stopwatch = Stopwatch(task.device)
-        with stopwatch.measure():
-            noise, noise_labels = self.make_noise()
-            impair_images = torch.cat([noise.repeat(config.noise_repeats, 1, 1, 1), self.retain_images])
-            impair_labels = torch.cat([noise_labels.repeat(config.noise_repeats), self.retain_labels])
-            impair_optimizer = build_optimizer(self.model, config, lr=config.lr)
-            for _ in range(config.epochs):
-                cross_entropy_pass(
-                    self.model, impair_optimizer, impair_images, impair_labels, config, self.generator, progress
-                )
-            repair_optimizer = build_optimizer(self.model, config, lr=config.repair_lr)
-            for _ in range(config.epochs):
-                if len(self.retain_images):
-                    cross_entropy_pass(
-                        self.model,
-                        repair_optimizer,
-                        self.retain_images,
-                        self.retain_labels,
-                        config,
-                        self.generator,
-                        progress,
-                    )
-        self.model.eval()
-        return UnlearningResult(model=self.model, seconds=stopwatch.seconds, history=progress.history())
+    def train(self, progress: Progress) -> None:
+        config = self.config
+        noise, noise_labels = self.make_noise()
+        impair_images = torch.cat([noise.repeat(config.noise_repeats, 1, 1, 1), self.retain_images])
+        impair_labels = torch.cat([noise_labels.repeat(config.noise_repeats), self.retain_labels])
+        for _ in range(config.epochs):
+            self.cross_entropy_pass(impair_images, impair_labels, progress)
+        # Repair starts without the impair phase's optimiser state, as its own phase in the paper.
+        self.optimizer = build_optimizer(self.model, config, lr=config.repair_lr)
+        for _ in range(config.epochs):
+            if len(self.retain_images):
+                self.cross_entropy_pass(self.retain_images, self.retain_labels, progress)
 
 
 register_runner("unsir", UnsirConfig, "UNSIR: impair with error-maximising noise, repair on a retain subset", Unsir)
