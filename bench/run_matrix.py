@@ -1,7 +1,7 @@
 """Run the benchmark matrix and regenerate docs/benchmarks.md from the results JSON.
 
 Usage:
-    python bench/run_matrix.py [--matrix core|comparison] [--datasets digits,fashion_mnist] [--force]
+    python bench/run_matrix.py [--matrix core|comparison] [--datasets digits,fashion_mnist] [--force] [--jobs N]
     python bench/run_matrix.py --report-only
 
 ``core`` (the core issue): Original, Retrain, MixUnlearn (label-aware and -agnostic) and the four ablations on
@@ -135,11 +135,13 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="rerun cells whose results.json exists")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--set", action="append", default=[], help="parameter override passed to every cell")
+    parser.add_argument("--jobs", type=int, default=1, help="processes per cell (mixunlearn bench --jobs)")
     args = parser.parse_args()
     if not args.report_only:
         spec = MATRICES[args.matrix]
         scenarios = args.scenarios.split(",") if args.scenarios else spec["scenarios"]
         extra = [item for override in args.set for item in ("--set", override)]
+        extra += ["--jobs", str(args.jobs)] if args.jobs > 1 else []
         print(f"machine: {platform.machine()}, python {platform.python_version()}", flush=True)
         for dataset in args.datasets.split(","):
             for scenario in scenarios:
