@@ -89,7 +89,8 @@ def render(matrix_docs: dict[str, list[dict]]) -> str:
         "Every number is a mean ± std over seeds; [Retrain's mean] stands beside each metric. Closer to Retrain is",
         "better. Gap LAF = mean |diff| over Train_r, Train_f, Test (Test_r class-level), ASR; Gap SalUn = mean |diff|",
         "over UA, RA, TA, MIA-Efficacy (each metric averaged over seeds first). Time / Retrain = unlearning wall time",
-        "(RTE, evaluation excluded) over Retrain's training time, measured in the same process.",
+        "(RTE, evaluation excluded) over Retrain's training time, both measured in the same run under the same load",
+        "(cells run with `--jobs 2` time every method, Retrain included, next to one other busy process).",
         "",
     ]
     for matrix, documents in matrix_docs.items():
@@ -103,7 +104,7 @@ def render(matrix_docs: dict[str, list[dict]]) -> str:
                 *([f"Note: {document['note']}  "] if document.get("note") else []),
                 f"Command: `{document.get('command', '?')}`  ",
                 f"Machine: {document.get('machine', '?')}; "
-                f"cell wall time {document.get('cell_wall_seconds', 0):.0f} s; "
+                f"cell wall time {document.get('cell_wall_seconds', 0):.0f} s with {document.get('jobs', 1)} job(s); "
                 f"peak RSS {document.get('cell_peak_rss_mb') or 0:.0f} MB",
                 "",
             ]
