@@ -174,3 +174,40 @@ def test_render_tolerates_a_cell_without_provenance(run_matrix: ModuleType) -> N
     assert "Command: `?`" in text
     assert "Machine: ?; cell wall time 0 s; peak RSS 0 MB" in text
     assert "Note:" not in text
+
+
+@pytest.fixture(scope="module")
+def tune_all() -> ModuleType:
+    return load_script("tune_all")
+
+
+def test_tuning_slices_cover_every_method_once_per_scenario(tune_all: ModuleType) -> None:
+    # given
+    methods = ["mixunlearn", "lmix", "ft", "ga", "rl"]
+    # when
+    work = tune_all.slices(methods, ("class:0", "random:0.1"), 2)
+    # then: two slices per scenario, interleaved, together exactly the methods
+    assert [scenario for scenario, _ in work] == ["class:0", "class:0", "random:0.1", "random:0.1"]
+    assert work[0][1] == ["mixunlearn", "ft", "rl"]
+    for scenario in ("class:0", "random:0.1"):
+        covered = sorted(name for s, names in work if s == scenario for name in names)
+        assert covered == sorted(methods)
+
+
+def test_tuning_slices_never_hold_an_empty_method_list(tune_all: ModuleType) -> None:
+    assert tune_all.slices(["mixunlearn"], ("class:0",), 3) == [("class:0", ["mixunlearn"])]
+
+
+def test_tuning_merge_keeps_other_scenarios_and_datasets(tune_all: ModuleType) -> None:
+    # given winners already stored for another dataset and scenario
+    current = {"digits": {"class:0": {"ft": {"lr": 0.1}}}, "fashion_mnist": {"class:0": {"rl": {"lr": 1.0}}}}
+    slices = [
+        {"fashion_mnist": {"random:0.1": {"ft": {"lr": 0.2}}}},
+        {"fashion_mnist": {"random:0.1": {"rl": {"lr": 0.3}}}},
+    ]
+    # when
+    merged = tune_all.merge(slices, current)
+    # then
+    assert merged["digits"] == {"class:0": {"ft": {"lr": 0.1}}}
+    assert merged["fashion_mnist"]["class:0"] == {"rl": {"lr": 1.0}}
+    assert merged["fashion_mnist"]["random:0.1"] == {"ft": {"lr": 0.2}, "rl": {"lr": 0.3}}
