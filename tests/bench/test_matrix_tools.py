@@ -161,7 +161,7 @@ def test_render_includes_table_ranking_command_and_machine(run_matrix: ModuleTyp
     assert "| 1 | mixunlearn (10.00) | mixunlearn (10.00) |" in text
     assert "Note: merged from two machines" in text
     assert "Command: `mixunlearn bench --dataset digits --scenario class:0`" in text
-    assert "Machine: x86_64 test-cpu; cell wall time 12 s; peak RSS 456 MB" in text
+    assert "Machine: x86_64 test-cpu; cell wall time 12 s with 1 job(s); peak RSS 456 MB" in text
 
 
 def test_render_tolerates_a_cell_without_provenance(run_matrix: ModuleType) -> None:
@@ -172,7 +172,7 @@ def test_render_tolerates_a_cell_without_provenance(run_matrix: ModuleType) -> N
     # then
     assert "## Matrix `comparison`" in text
     assert "Command: `?`" in text
-    assert "Machine: ?; cell wall time 0 s; peak RSS 0 MB" in text
+    assert "Machine: ?; cell wall time 0 s with 1 job(s); peak RSS 0 MB" in text
     assert "Note:" not in text
 
 
