@@ -45,9 +45,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def validation_metrics(
-    model: torch.nn.Module, prepared: PreparedSeed, seed: int, batch_size: int
-) -> dict[str, float | None]:
+def validation_metrics(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float | None]:
     """The bench's ten metrics with the validation split in the role of the test split (see module docstring)."""
     task = prepared.task
     if task.val is None or len(task.val.labels) < 2:
@@ -57,7 +55,7 @@ def validation_metrics(
         predict(model, task.forget.images, task.forget.labels, batch_size),
         predict(model, task.val.images, task.val.labels, batch_size),
         prepared.manifest.forgotten_classes,
-        seed,
+        task.seed,
     )
 
 
@@ -90,10 +88,7 @@ def tune_method(
     cache = ModelCache(Path(request.config.bench.cache_dir))
     batch = request.config.bench.eval_batch_size
     prepared_seeds = [prepare_seed(request, bundle, seed, device, cache, lambda m, s: ()) for seed in request.seeds]
-    references = [
-        validation_metrics(p.retrain_model, p, seed, batch)
-        for p, seed in zip(prepared_seeds, request.seeds, strict=True)
-    ]
+    references = [validation_metrics(p.retrain_model, p, batch) for p in prepared_seeds]
     kinds = {"class" if p.manifest.forgotten_classes else "sample" for p in prepared_seeds}
     if len(kinds) != 1:
         raise ValueError(f"the scenario forgets whole classes for some seeds only ({request.scenario})")
@@ -101,10 +96,10 @@ def tune_method(
     points: list[GridPoint] = []
     for values in expand_grid(grid):
         gaps, seconds = [], []
-        for seed, prepared, reference in zip(request.seeds, prepared_seeds, references, strict=True):
+        for prepared, reference in zip(prepared_seeds, references, strict=True):
             tuned_request = _with_settings(request, method, bundle.name, request.scenario, values)
             model, rte = run_method(method, prepared, tuned_request, ())
-            gaps.append(validation_gap(validation_metrics(model, prepared, seed, batch), reference))
+            gaps.append(validation_gap(validation_metrics(model, prepared, batch), reference))
             seconds.append(rte)
         point = GridPoint(settings=values, validation_gap=float(np.mean(gaps)), seconds=float(np.mean(seconds)))
         points.append(point)
