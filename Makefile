@@ -43,7 +43,7 @@ format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 bench-matrix: $(STAMP) ## Run the benchmark matrix and regenerate docs/benchmarks.md
-	$(BIN)/python bench/run_matrix.py
+	$(BIN)/python -m components.bench.matrix
 
 clean: ## Remove caches and outputs (keeps .venv)
 	rm -rf artifacts .pytest_cache .ruff_cache

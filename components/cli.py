@@ -123,7 +123,7 @@ def bench(
 
     def run() -> None:
         from components.bench.harness import BenchRequest, run_bench
-        from components.bench.report import markdown_table, results_document, write_results
+        from components.reporting import markdown_table, results_document, write_results
         from components.unlearning.base import method_names
 
         config = load_params(params, override)
@@ -174,8 +174,8 @@ def tune(
     scenario: Annotated[str | None, typer.Option(help="Forget scenario to tune for")] = None,
     methods: Annotated[str, typer.Option(help="Comma-separated method names with a grid, or 'all'")] = "all",
     seeds: Annotated[str, typer.Option(help="Tuning seeds")] = "0",
-    grids: Annotated[Path, typer.Option(help="YAML of {method: {key: [values]}}")] = Path("bench/grids.yaml"),
-    selected: Annotated[Path, typer.Option(help="YAML the winners are merged into")] = Path("bench/selected.yaml"),
+    grids: Annotated[Path, typer.Option(help="YAML of {method: {key: [values]}}")] = Path("grids.yaml"),
+    selected: Annotated[Path, typer.Option(help="YAML the winners are merged into")] = Path("tuned.yaml"),
     params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
     override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
 ) -> None:
@@ -244,7 +244,7 @@ def stage(
     """Run one pipeline stage from files (what `dvc repro` calls); outputs go under artifacts/<stage>/."""
 
     def run() -> None:
-        from components.pipeline.dvc_stages import STAGES, StageContext
+        from components.stages.repro import STAGES, StageContext
 
         if name not in STAGES:
             raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")

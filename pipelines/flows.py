@@ -9,13 +9,13 @@ import torch
 from prefect import flow, get_run_logger
 from prefect.transactions import transaction
 
+from components.adapters.services import open_environment
 from components.adapters.tracking import config_sha256
-from components.bench.report import markdown_table
 from components.config import PipelineConfig
-from components.pipeline import stages
-from components.pipeline.environment import open_environment
-from components.pipeline.report import DeletionOutcome, outcome_document
+from components.reporting import markdown_table
 from components.runtime import Stopwatch
+from components.stages import steps as stages
+from components.stages.report import DeletionOutcome, outcome_document
 from pipelines import tasks
 
 

@@ -18,16 +18,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.transactions import get_transaction
 
 from components.adapters.expectations import ValidationFailed
+from components.adapters.services import PipelineEnvironment
 from components.adapters.tracking import ModelVersionRef, TrackingStore, config_sha256, metrics_callback
 from components.adapters.versioning import DataSnapshot
 from components.config import PipelineConfig
 from components.data.types import ids_sha256
 from components.deletion.store import ForgetBatch, StoredDataset
 from components.models.backbones import Backbone
-from components.pipeline import stages
-from components.pipeline.environment import PipelineEnvironment
-from components.pipeline.report import DeletionOutcome, write_report
 from components.runtime import Callback, resolve_device
+from components.stages import steps as stages
+from components.stages.report import DeletionOutcome, write_report
 from components.unlearning.base import UnlearningResult, get_method
 from components.verification.gates import Verdict
 

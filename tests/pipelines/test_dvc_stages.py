@@ -1,4 +1,4 @@
-"""The file-based stages ``dvc repro`` runs (``components.pipeline.dvc_stages``) recompute what the flow computed.
+"""The file-based stages ``dvc repro`` runs (``components.stages.repro``) recompute what the flow computed.
 
 One flow run on a throwaway project (shrunk config, the example request), then the five stages in dvc.yaml order
 on the same project, with the artifacts moved to a non-default folder so the test sees that the setting is used.
@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from components.cli import app
 from components.data.types import DataError
-from components.pipeline import stages
-from components.pipeline.dvc_stages import STAGES, StageContext
+from components.stages import steps as stages
+from components.stages.repro import STAGES, StageContext
 
 pytestmark = pytest.mark.integration
 

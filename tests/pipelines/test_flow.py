@@ -19,13 +19,13 @@ import pytest
 import yaml
 
 from components.adapters.expectations import ValidationFailed
+from components.adapters.services import open_environment
 from components.adapters.tracking import config_sha256, default_tracking_uri
 from components.adapters.versioning import DataSnapshot, DataVersioning
 from components.data.types import ImageSet
 from components.deletion.store import ForgetBatch, ForgetRequest, image_set_bytes
 from components.files import write_atomically
-from components.pipeline import stages
-from components.pipeline.environment import open_environment
+from components.stages import steps as stages
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.bench.report import (
+from components.reporting import (
     ROW_METRICS,
     markdown_table,
     mean_std,

@@ -1,11 +1,11 @@
 """Tune every method with a grid on every comparison scenario of one dataset, and merge the winners.
 
 Usage:
-    python bench/tune_all.py --dataset digits --seeds 0,1 [--jobs 2] [--set bench.cache_dir=...]
+    python -m components.bench.tune_all --dataset digits --seeds 0,1 [--jobs 2] [--set bench.cache_dir=...]
 
 Each queue is one ``mixunlearn tune`` process per (scenario, methods) slice with one torch thread, run ``--jobs``
 at a time, each writing its own YAML under ``artifacts/tuning/<dataset>/``; the winners are then merged into
-``bench/selected.yaml`` (other datasets' entries are kept) and each process's log is copied to ``docs/tuning/``.
+``tuned.yaml`` (other datasets' entries are kept) and each process's log is copied to ``docs/tuning/``.
 Selection reads the validation split only (components/bench/tuning.py). RTE printed while tuning comes from busy
 cores and is not a benchmark figure.
 """
@@ -23,11 +23,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("class:0", "data:0.4:5-9", "random:0.1")
-SELECTED = ROOT / "bench" / "selected.yaml"
+SELECTED = ROOT / "tuned.yaml"
 LOGS = ROOT / "docs" / "tuning"
 
 
@@ -45,7 +43,9 @@ def run_slice(dataset: str, scenario: str, methods: list[str], seeds: str, extra
     selected = out / f"{stem}.yaml"
     selected.unlink(missing_ok=True)
     command = [
-        str(ROOT / ".venv" / "bin" / "mixunlearn"),
+        sys.executable,
+        "-m",
+        "components.cli",
         "tune",
         "--dataset",
         dataset,
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--set", action="append", default=[], help="parameter override passed to every process")
     args = parser.parse_args()
-    grids = yaml.safe_load((ROOT / "bench" / "grids.yaml").read_text())
+    grids = yaml.safe_load((ROOT / "grids.yaml").read_text())
     extra = [item for override in args.set for item in ("--set", override)]
     work = slices(list(grids), tuple(args.scenarios.split(",")), args.jobs)
     started = time.perf_counter()
@@ -101,9 +101,9 @@ def main() -> None:
     current.pop(args.dataset, None)  # a fresh tuning replaces the dataset's old winners entirely
     merged = merge([yaml.safe_load(path.read_text()) or {} for path in outputs], current)
     header = (
-        "# Written by bench/tune_all.py (`mixunlearn tune` per scenario): each method's setting selected on the\n"
-        "# VALIDATION split only (never test), from bench/grids.yaml. `mixunlearn bench` applies them by dataset\n"
-        "# and scenario (params.yaml unlearn.selected_file). Logs: docs/tuning/.\n"
+        "# Written by `python -m components.bench.tune_all` (`mixunlearn tune` per scenario): each method's\n"
+        "# setting selected on the VALIDATION split only (never test), from grids.yaml. `mixunlearn bench` and the\n"
+        "# pipeline apply them by dataset and scenario (params.yaml unlearn.tuned_file). Logs: docs/tuning/.\n"
     )
     from components.files import write_atomically
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.deletion.store import ForgetBatch
-from components.pipeline.report import DeletionOutcome, render_markdown, verdict_table, write_report
+from components.stages.report import DeletionOutcome, render_markdown, verdict_table, write_report
 from components.verification.gates import GateConfig, evaluate_gates
 
 MODEL, ALIAS = "mixunlearn-digits", "champion"

@@ -1,8 +1,8 @@
-"""The matrix scripts under bench/: merging per-seed results.json files and rendering docs/benchmarks.md."""
+"""The bench modules run with ``python -m``: merging per-seed results.json files and rendering docs/benchmarks.md."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -13,23 +13,17 @@ from typing import Any
 
 import pytest
 
-from components.bench.report import markdown_table, ranking_table, results_document
+from components.reporting import markdown_table, ranking_table, results_document
 from components.verification.metrics import ALL_METRICS
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 METHODS = ("retrain", "mixunlearn")
 
 Checker = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def load_script(name: str) -> ModuleType:
-    """Import bench/<name>.py under a private module name (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_script_{name}", BENCH / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The bench module ``components.bench.<name>``."""
+    return importlib.import_module(f"components.bench.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +33,7 @@ def merge_results() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def run_matrix() -> ModuleType:
-    return load_script("run_matrix")
+    return load_script("matrix")
 
 
 def row(method: str, seed: int, level: float) -> dict[str, Any]:
@@ -127,7 +121,7 @@ def test_merge_script_exits_non_zero_from_the_command_line(tmp_path: Path) -> No
     second = write(tmp_path / "random.json", per_seed_document(1, "random:0.1"))
     # when
     completed = subprocess.run(
-        [sys.executable, str(BENCH / "merge_results.py"), str(tmp_path / "merged"), str(first), str(second)],
+        [sys.executable, "-m", "components.bench.merge_results", str(tmp_path / "merged"), str(first), str(second)],
         capture_output=True,
         text=True,
         check=False,

@@ -1,6 +1,6 @@
 """Merge results.json files of the same dataset and scenario (e.g. one per seed) into one, re-summarised.
 
-Usage: python bench/merge_results.py OUT_DIR IN.json [IN.json ...] [--note TEXT]
+Usage: python -m components.bench.merge_results OUT_DIR IN.json [IN.json ...] [--note TEXT]
 Writes OUT_DIR/results.json, results.md and results.png.
 """
 
@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from components.bench.report import results_document, write_results
+from components.reporting import results_document, write_results
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """GPU check: MixUnlearn on CUDA matches the CPU result, then throughput of training and MixUnlearn on ResNet-18.
 
-Usage: python bench/gpu.py [--out DIR] [--steps N]
+Usage: python -m components.bench.gpu [--out DIR] [--steps N]
 
 1. Correctness: the same MixUnlearn run (small CNN, random 1x8x8 inputs, identical initial weights and random
    draws, fp32, deterministic kernels) on CPU and on CUDA; prints the largest weight and output differences.
@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.models.backbones import build_backbone
 from components.training import TrainConfig, make_optimizer
@@ -135,7 +133,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50)
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("error: bench/gpu.py needs a CUDA device; none is available here", file=sys.stderr)
+        print("error: python -m components.bench.gpu needs a CUDA device; none is available here", file=sys.stderr)
         return 2
     device = torch.device("cuda")
     report: dict[str, object] = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__}

@@ -22,9 +22,9 @@ from components.config import PipelineConfig
 from components.data.types import DataError, ImageSet
 from components.deletion.store import DataStore, ForgetBatch, StoredDataset, write_json
 from components.files import write_atomically
-from components.pipeline import stages
-from components.pipeline.report import DeletionOutcome, write_report
 from components.runtime import resolve_device
+from components.stages import steps as stages
+from components.stages.report import DeletionOutcome, write_report
 
 
 @dataclass(frozen=True)

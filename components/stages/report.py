@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.bench.report import markdown_table, plot, results_document
 from components.deletion.store import ForgetBatch
 from components.files import write_atomically
+from components.reporting import markdown_table, plot, results_document
 from components.verification.gates import Verdict
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fashion-MNIST core matrix on a lent GPU: one process per (scenario, seed), results merged afterwards by
-# bench/merge_results.py. Needs the wheels in .whl (pydantic, xgboost-cpu) and the IDX files in .fmnist.
+# components/bench/merge_results.py. Needs the wheels in .whl (pydantic, xgboost-cpu) and the IDX files in .fmnist.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
