@@ -1,4 +1,8 @@
-"""The ``mixunlearn`` command line: thin wrappers over component functions.
+"""The ``mixunlearn`` command line, built in this one place: thin wrappers over component functions.
+
+``python -m components.cli`` and the ``mixunlearn`` console script are the same app. The commands that orchestrate
+(``run``, ``serve``, ``request submit --emit``) import the Prefect layer (``pipelines/``) inside the command, so
+importing this module never imports Prefect.
 
 Every user error (bad data directory, unknown method, malformed forget request or parameter) ends with a one-line
 ``error: ...`` on stderr and exit status 2; nothing written earlier is left half-finished.
@@ -7,6 +11,8 @@ Every user error (bad data directory, unknown method, malformed forget request o
 from __future__ import annotations
 
 import json
+import logging
+import os
 import platform
 import resource
 import sys
@@ -24,8 +30,19 @@ from components.config import DEFAULT_PARAMS, ConfigError, PipelineConfig, load_
 from components.data.types import DataError
 from components.runtime import Callback
 
+STARTED = time.perf_counter()  # wall time of `run` counts from here (imports included)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MixUnlearn: verified machine unlearning.")
+request_app = typer.Typer(help="Forget requests.", no_args_is_help=True)
+app.add_typer(request_app, name="request")
 console = Console(stderr=True)
+
+# Options shared by several commands, declared once.
+ParamsOption = Annotated[Path, typer.Option(help="Parameter file")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value (repeatable)")]
+RootOption = Annotated[Path, typer.Option(help="Project root (data/, mlflow/, data.dvc)")]
+DatasetOption = Annotated[str | None, typer.Option(help="Dataset name (default: base.dataset in params.yaml)")]
+ScenarioOption = Annotated[str | None, typer.Option(help="class:<c> | data:<f>:<classes> | random:<f> | ids:<file>")]
 
 BENCH_EXAMPLES = """
 Examples:
@@ -61,9 +78,11 @@ def guarded(function: Callable[[], None]) -> None:
         fail("\n".join(lines) if getattr(error, "itemised", False) else lines[0])
 
 
-def load_params(params: Path, override: list[str] | None) -> PipelineConfig:
-    """params.yaml with overrides; the built-in defaults when the default file is absent (outside the repo)."""
-    return load_config(params if params.exists() or params != DEFAULT_PARAMS else None, override or [])
+def load_params(params: Path, override: list[str] | None, required: bool = False) -> PipelineConfig:
+    """params.yaml with overrides. Unless ``required``, the built-in defaults stand in when the default file is
+    absent (a bench outside the repository); an explicitly named file must exist."""
+    optional = not required and not params.exists() and params == DEFAULT_PARAMS
+    return load_config(None if optional else params, override or [])
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -106,17 +125,15 @@ def peak_rss_mb() -> float:
 
 @app.command(epilog=BENCH_EXAMPLES)
 def bench(
-    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: base.dataset)")] = None,
-    scenario: Annotated[
-        str | None, typer.Option(help="class:<c> | data:<f>:<classes> | random:<f> | ids:<file>")
-    ] = None,
+    dataset: DatasetOption = None,
+    scenario: ScenarioOption = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated method names, or 'all'")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory for results.json/.md/.png")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Directory with the dataset's files on disk")] = None,
     model: Annotated[str | None, typer.Option(help="Override the dataset's default model")] = None,
-    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
-    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
     jobs: Annotated[int, typer.Option(help="Parallel processes for (seed, method) cells; 1 for timings")] = 1,
 ) -> None:
     """Run methods against a paired Retrain and write results.json, results.md and a plot."""
@@ -170,14 +187,14 @@ def bench(
 
 @app.command()
 def tune(
-    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: base.dataset)")] = None,
-    scenario: Annotated[str | None, typer.Option(help="Forget scenario to tune for")] = None,
+    dataset: DatasetOption = None,
+    scenario: ScenarioOption = None,
     methods: Annotated[str, typer.Option(help="Comma-separated method names with a grid, or 'all'")] = "all",
     seeds: Annotated[str, typer.Option(help="Tuning seeds")] = "0",
     grids: Annotated[Path, typer.Option(help="YAML of {method: {key: [values]}}")] = Path("grids.yaml"),
-    selected: Annotated[Path, typer.Option(help="YAML the winners are merged into")] = Path("tuned.yaml"),
-    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
-    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+    tuned: Annotated[Path, typer.Option(help="YAML the winners are merged into")] = Path("tuned.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
 ) -> None:
     """Select each method's setting on the validation split (never the test set) and record it."""
 
@@ -189,10 +206,10 @@ def tune(
         from components.files import write_atomically
 
         config = load_params(params, override)
-        document = yaml.safe_load(selected.read_text()) if selected.exists() else {}
+        document = yaml.safe_load(tuned.read_text()) if tuned.exists() else {}
         document = document or {}
         if not isinstance(document, dict):
-            raise UserError(f"{selected} must map datasets to scenarios to methods")
+            raise UserError(f"{tuned} must map datasets to scenarios to methods")
         all_grids = load_grids(grids)
         names = list(all_grids) if methods == "all" else parse_list(methods, "--methods")
         missing = [name for name in names if name not in all_grids]
@@ -219,8 +236,8 @@ def tune(
             document.setdefault(request.dataset, {}).setdefault(request.scenario, {})[name] = dict(best.settings)
             typer.echo(f"selected for {name} ({request.dataset}, {request.scenario}): {dict(best.settings)}")
         header = "# Written by `mixunlearn tune`: settings selected on the validation split only (never test).\n"
-        write_atomically(selected, header + yaml.safe_dump(document, sort_keys=True))
-        typer.echo(f"wrote {selected}")
+        write_atomically(tuned, header + yaml.safe_dump(document, sort_keys=True))
+        typer.echo(f"wrote {tuned}")
 
     guarded(run)
 
@@ -237,9 +254,9 @@ def _device_name(config: PipelineConfig) -> str:
 @app.command()
 def stage(
     name: Annotated[str, typer.Argument(help="validate | train | unlearn | retrain | verify")],
-    root: Annotated[Path, typer.Option(help="Project root (data/, artifacts/)")] = Path(),
-    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
-    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+    root: RootOption = Path(),
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
 ) -> None:
     """Run one pipeline stage from files (what `dvc repro` calls); outputs go under artifacts/<stage>/."""
 
@@ -248,7 +265,7 @@ def stage(
 
         if name not in STAGES:
             raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
-        result = STAGES[name](StageContext(load_config(params, override or []), root.resolve()))
+        result = STAGES[name](StageContext(load_params(params, override, required=True), root.resolve()))
         typer.echo(json.dumps(result, indent=2, default=str)[:4000])
 
     guarded(run)
@@ -265,8 +282,8 @@ def methods() -> None:
 
 @app.command()
 def config(
-    params: Annotated[Path, typer.Option(help="Parameter file")] = DEFAULT_PARAMS,
-    override: Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: key.path=value")] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
     schema: Annotated[bool, typer.Option(help="Print the JSON schema instead of the values")] = False,
 ) -> None:
     """Print the validated configuration (or its JSON schema)."""
@@ -275,9 +292,119 @@ def config(
         if schema:
             typer.echo(json.dumps(PipelineConfig.model_json_schema(), indent=2))
             return
-        typer.echo(json.dumps(load_config(params, override or []).model_dump(), indent=2))
+        typer.echo(json.dumps(load_params(params, override, required=True).model_dump(), indent=2))
 
     guarded(run)
+
+
+def _quiet_prefect() -> None:
+    """Offline defaults: no telemetry, a patient ephemeral server start on a busy 2-core machine."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _quiet_libraries() -> None:
+    """MLflow and GX log routine INFO lines (table creation, temp dirs, 'registered model'); keep warnings."""
+    for name in ("mlflow", "great_expectations", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.command()
+def run(
+    dataset: DatasetOption = None,
+    request: Annotated[list[Path] | None, typer.Option(help="Forget request file(s) to queue before the run")] = None,
+    example: Annotated[bool, typer.Option(help="Queue the shipped example request (pipeline.example_request)")] = False,
+    root: RootOption = Path(),
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
+) -> None:
+    """Run the deletion pipeline: validate, version, (re)use the original, unlearn, retrain, verify, promote."""
+
+    def go() -> None:
+        _quiet_prefect()
+        overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
+        config = load_params(params, overrides, required=True)
+        from components.deletion.store import DataStore
+
+        store = DataStore(root / "data")
+        queue = list(request or [])
+        if example and config.pipeline.example_request:
+            queue.append(root / config.pipeline.example_request)
+        from components.deletion.store import ForgetRequest
+
+        for path in queue:  # check every request before queueing any
+            candidate = ForgetRequest.load(path)
+            if candidate.dataset != config.base.dataset:
+                raise UserError(f"request {candidate.request_id} is for {candidate.dataset}, not {config.base.dataset}")
+        for path in queue:
+            submitted, added = store.submit(path)
+            typer.echo(
+                f"{'queued' if added else 'already known'}: request {submitted.request_id} "
+                f"({len(submitted.ids)} samples, {submitted.requester})"
+            )
+        from pipelines.flows import deletion_batch
+
+        _quiet_libraries()
+        summary = deletion_batch(config, str(root.resolve()))
+        typer.echo(summary.message)
+        if summary.metrics_table:
+            typer.echo(summary.metrics_table)
+        if summary.report:
+            typer.echo(f"report: {summary.report}")
+        wall = time.perf_counter() - STARTED
+        typer.echo(
+            f"wall {wall:.1f} s: compute stages (training, unlearning, evaluation) {summary.compute_seconds:.1f} s, "
+            f"orchestration, tracking, versioning and validation {wall - summary.compute_seconds:.1f} s "
+            f"({100 * (wall - summary.compute_seconds) / wall:.0f}%)"
+        )
+
+    guarded(go)
+
+
+@request_app.command("submit")
+def request_submit(
+    path: Annotated[
+        Path, typer.Argument(help="Request JSON: request_id, dataset, requester, reason, requested_at, ids")
+    ],
+    root: RootOption = Path(),
+    emit: Annotated[bool, typer.Option(help="Emit a Prefect event so a served deployment runs the batch")] = False,
+) -> None:
+    """Queue a forget request for the next deletion batch."""
+
+    def go() -> None:
+        from components.deletion.store import DataStore
+
+        submitted, added = DataStore(root / "data").submit(path)
+        typer.echo(f"{'queued' if added else 'already known'}: {submitted.request_id}")
+        if emit and added:
+            _quiet_prefect()
+            from pipelines.deployments import emit_request_event
+
+            emit_request_event(submitted.dataset, submitted.request_id)
+
+    guarded(go)
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="Schedule of recurring deletion batches")] = "0 2 * * *",
+    root: RootOption = Path(),
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
+) -> None:
+    """Serve the deletion flow: a cron schedule plus a trigger on forget-request events."""
+
+    def go() -> None:
+        _quiet_prefect()
+        from pipelines.deployments import serve_deployments
+
+        serve_deployments(load_params(params, override, required=True), root.resolve(), cron)
+
+    guarded(go)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.training import TrainConfig
+from components.unlearning.base import MethodConfig
 from components.verification.gates import GateConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -52,24 +53,42 @@ class TrainSection(Section):
 
 
 ForgetKind = Literal["class", "sample"]
+FORGET_KINDS: tuple[ForgetKind, ...] = ("class", "sample")
+
+
+def forget_kind(forgotten_classes: Sequence[int]) -> ForgetKind:
+    """``class`` when a forget set removes whole classes, else ``sample`` (samples of kept classes).
+
+    Removing a class needs strong forgetting (Retrain never saw it); removing samples of kept classes needs gentle
+    forgetting (Retrain still classifies most of them correctly), so the two are configured and tuned apart.
+    """
+    return "class" if len(forgotten_classes) else "sample"
 
 
 class UnlearnSection(Section):
-    """Method settings, merged in this order (later wins):
+    """Unlearning-method settings, keyed by each method's *section* (variants of one method share a section).
 
-    ``defaults.<section>`` -> ``kinds.<kind>.<section>`` -> ``datasets.<name>.<section>`` ->
-    ``datasets.<name>.kinds.<kind>.<section>``.
+    One precedence, later wins, key by key:
 
-    The kind is ``class`` when the forget set removes whole classes and ``sample`` otherwise: removing a class
-    needs strong forgetting (Retrain never saw it), while removing samples of kept classes needs gentle forgetting
-    (Retrain still classifies most of them correctly), so the two are tuned separately.
+    1. the method's own defaults (its pydantic config, e.g. ``MixUnlearnConfig`` in components/unlearning/);
+    2. ``defaults.<section>`` in params.yaml;
+    3. ``kinds.<class|sample>.<section>`` in params.yaml (the deletion's forget kind);
+    4. the validation-tuned selection (``tuned_file``, written by ``mixunlearn tune``):
+       ``tuned[<dataset>][<scenario> or <kind>][<method> or <section>]``, the scenario's entry when the caller
+       names a scenario (the bench) and there is one, else the forget kind's;
+    5. ``--set``: a key given with ``--set unlearn.defaults...`` or ``--set unlearn.kinds...`` is never taken from
+       the tuned selection (``pinned`` records those keys), so an explicit override always wins.
+
+    Every method's settings are validated against its config for both kinds (and every tuned entry) when the
+    configuration loads, so a bad value fails before any data changes. A ``defaults`` key that both kinds set is
+    an error: it could never take effect.
     """
 
     defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
     kinds: dict[ForgetKind, dict[str, dict[str, Any]]] = Field(default_factory=dict)
-    datasets: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    selected_file: str | None = None
-    selected: dict[str, dict[str, dict[str, dict[str, Any]]]] = Field(default_factory=dict)
+    tuned_file: str | None = None
+    tuned: dict[str, dict[str, dict[str, dict[str, Any]]]] = Field(default_factory=dict)
+    pinned: dict[str, list[str]] = Field(default_factory=dict)
 
     def settings(
         self,
@@ -79,23 +98,38 @@ class UnlearnSection(Section):
         method: str | None = None,
         scenario: str | None = None,
     ) -> dict[str, Any]:
-        """The merged settings; validation-tuned values (``selected[dataset][scenario or kind][method]``) apply
-        last, the scenario's entry when there is one, else the forget kind's."""
-        tuned = self.selected.get(dataset, {})
+        """The merged settings of ``section`` (a plain dict, a fresh copy) in the documented precedence."""
+        tuned = self.tuned.get(dataset, {})
         chosen = tuned.get(scenario, {}) if scenario and scenario in tuned else tuned.get(kind, {})
-        per_dataset = self.datasets.get(dataset, {})
-        layers = [
+        # an ablation without its own tuned entry uses the full method's (same section, one switch flipped)
+        selected = chosen.get(method, chosen.get(section, {})) if method else chosen.get(section, {})
+        pinned = _pinned_keys(self.pinned.get(section, ()))
+        merged: dict[str, Any] = {}
+        for layer in (
             self.defaults.get(section, {}),
             self.kinds.get(kind, {}).get(section, {}),
-            per_dataset.get(section, {}),
-            per_dataset.get("kinds", {}).get(kind, {}).get(section, {}),
-            # an ablation without its own tuned entry uses the full method's (same section, one switch flipped)
-            chosen.get(method, chosen.get(section, {})) if method else chosen.get(section, {}),
-        ]
-        merged: dict[str, Any] = {}
-        for layer in layers:
+            {key: value for key, value in selected.items() if key not in pinned},
+        ):
             merged.update(layer)
         return merged
+
+    def method_config(self, method: str, dataset: str, kind: ForgetKind, scenario: str | None = None) -> MethodConfig:
+        """The typed, validated config of ``method`` for this dataset, kind (and scenario)."""
+        from components.unlearning.base import build_config, get_method
+
+        return build_config(method, self.settings(get_method(method).section, dataset, kind, method, scenario))
+
+
+# shorthand keys that set several config fields at once: pinning the shorthand pins the fields too
+_SHORTHANDS: dict[str, tuple[str, ...]] = {"tau": ("tau_mix", "tau_real", "tau_gen")}
+
+
+def _pinned_keys(keys: Sequence[str]) -> set[str]:
+    pinned = set(keys)
+    for key in keys:
+        pinned.update(_SHORTHANDS.get(key, ()))
+    pinned.update(short for short, fields in _SHORTHANDS.items() if pinned & set(fields))
+    return pinned
 
 
 class BenchSection(Section):
@@ -187,17 +221,98 @@ def load_document(path: Path) -> dict[str, Any]:
 def load_config(path: Path | str | None = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> PipelineConfig:
     """Load and validate params.yaml (or only defaults when ``path`` is None) with overrides applied.
 
-    ``unlearn.selected_file`` (relative to the parameter file) names the validation-tuned settings written by
-    ``mixunlearn tune``; they are read into ``unlearn.selected`` unless that is given explicitly.
+    ``unlearn.tuned_file`` (relative to the parameter file) names the validation-tuned settings written by
+    ``mixunlearn tune``; they are read into ``unlearn.tuned`` unless that is given explicitly. Every method's
+    settings are then validated for both forget kinds and every tuned entry (see ``UnlearnSection``).
     """
     document = apply_overrides(load_document(Path(path)) if path is not None else {}, overrides)
-    unlearn = document.get("unlearn") or {}
-    selected_file = unlearn.get("selected_file") if isinstance(unlearn, dict) else None
-    if selected_file and "selected" not in unlearn:
-        selected_path = (Path(path).parent if path is not None else Path()) / selected_file
-        if selected_path.exists():
-            unlearn["selected"] = load_document(selected_path)
-    return config_from_mapping(document)
+    unlearn = document.get("unlearn")
+    if isinstance(unlearn, dict):
+        tuned_file = unlearn.get("tuned_file")
+        if tuned_file and "tuned" not in unlearn:
+            tuned_path = (Path(path).parent if path is not None else Path()) / tuned_file
+            if tuned_path.exists():
+                unlearn["tuned"] = load_document(tuned_path)
+        pinned = pinned_by_overrides(overrides)
+        if pinned:
+            unlearn["pinned"] = {**unlearn.get("pinned", {}), **pinned}
+    config = config_from_mapping(document)
+    validate_method_settings(config.unlearn)
+    return config
+
+
+def pinned_by_overrides(overrides: Sequence[str]) -> dict[str, list[str]]:
+    """``{section: [keys]}`` that ``--set unlearn.defaults.<section>.<key>`` / ``unlearn.kinds.<k>.<section>.<key>``
+    give explicitly (a whole mapping pins each of its keys)."""
+    pinned: dict[str, set[str]] = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        if len(path) >= 3 and path[:2] == ["unlearn", "defaults"]:
+            section, rest = path[2], path[3:]
+        elif len(path) >= 4 and path[:2] == ["unlearn", "kinds"]:
+            section, rest = path[3], path[4:]
+        else:
+            continue
+        keys = rest[:1] if rest else (list(value) if isinstance(value, dict) else [])
+        pinned.setdefault(section, set()).update(keys)
+    return {section: sorted(keys) for section, keys in pinned.items() if keys}
+
+
+def validate_method_settings(unlearn: UnlearnSection) -> None:
+    """Fail with one line naming the setting when any method's merged settings do not fit its config.
+
+    Checks every registered method for both forget kinds, every tuned entry, and that no ``defaults`` key is
+    overridden by both kinds (such a key could never take effect).
+    """
+    import components.unlearning  # noqa: F401  (registers the methods)
+    from components.unlearning.base import METHODS, build_config
+
+    sections = {spec.section for spec in METHODS.values()}
+    for name in [*unlearn.defaults, *(s for kind in unlearn.kinds.values() for s in kind)]:
+        if name not in sections:
+            raise ConfigError(
+                f"unlearn settings name unknown method section {name!r}; known: {', '.join(sorted(sections))}"
+            )
+    for section, values in unlearn.defaults.items():
+        shadowed = sorted(
+            key for key in values if all(key in unlearn.kinds.get(kind, {}).get(section, {}) for kind in FORGET_KINDS)
+        )
+        if shadowed:
+            raise ConfigError(
+                f"unlearn.defaults.{section}.{shadowed[0]} never takes effect: both kinds set it; "
+                f"set unlearn.kinds.<class|sample>.{section}.{shadowed[0]} instead"
+            )
+    checks: list[tuple[str, str, ForgetKind, str | None, str]] = [
+        (method, "", kind, None, f"unlearn.kinds.{kind}.{spec.section}")
+        for method, spec in METHODS.items()
+        for kind in FORGET_KINDS
+    ]
+    for dataset, entries in unlearn.tuned.items():
+        for key, methods in entries.items():
+            kinds: tuple[ForgetKind, ...] = (key,) if key in FORGET_KINDS else FORGET_KINDS  # type: ignore[assignment]
+            for method in methods:
+                if method not in METHODS and method not in sections:
+                    raise ConfigError(
+                        f"{unlearn.tuned_file or 'unlearn.tuned'}: {dataset}.{key} names unknown method {method!r}"
+                    )
+                for kind in kinds:
+                    if method in METHODS:
+                        checks.append(
+                            (
+                                method,
+                                dataset,
+                                kind,
+                                key,
+                                f"{unlearn.tuned_file or 'unlearn.tuned'}: {dataset}.{key}.{method}",
+                            )
+                        )
+    for method, dataset, kind, scenario, where in checks:
+        try:
+            build_config(method, unlearn.settings(METHODS[method].section, dataset, kind, method, scenario))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "settings"
+            raise ConfigError(f"invalid method setting {where}.{field} (method {method}): {first['msg']}") from None
 
 
 def config_from_mapping(document: Mapping[str, Any]) -> PipelineConfig:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
+
+import torch
 
 
 def write_atomically(path: Path, payload: str | bytes) -> None:
@@ -24,3 +27,10 @@ def write_atomically(path: Path, payload: str | bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_torch(payload: object, path: Path) -> None:
+    """``torch.save`` through ``write_atomically``: an interrupted run never leaves a half-written model file."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomically(path, buffer.getvalue())

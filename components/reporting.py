@@ -1,20 +1,27 @@
-"""Benchmark outputs: the summary over seeds, ``results.json``, ``results.md`` and a PNG plot.
+"""Reports: models' metrics beside Retrain's, with both gaps and the time ratio, as tables, JSON and plots.
 
-The JSON follows the contract of the core issue (checked by ``shared/tools/check_results.py``). Gaps are taken
-between per-method means and Retrain's means (each metric averaged over seeds first, as SalUn's Avg. Gap).
+Two documents share one table and plot: a benchmark's ``results.json`` (rows per method and seed, summarised over
+seeds; the JSON follows the core issue's contract, checked by ``shared/tools/check_results.py``) and a deletion
+batch's report (one measurement per model, no seeds). Gaps are taken between per-method means and Retrain's means
+(each metric averaged over seeds first, as SalUn's Avg. Gap).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from components.files import write_atomically
+from components.verification.gates import Verdict
 from components.verification.metrics import ALL_METRICS, gap_laf, gap_salun
+
+if TYPE_CHECKING:
+    from components.deletion.store import ForgetBatch
 
 ROW_METRICS: tuple[str, ...] = (*ALL_METRICS, "seconds")
 LABELS = {
@@ -51,6 +58,26 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for metric in ROW_METRICS:
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std([row.get(metric) for row in cells])
         summary.append(entry)
+    return with_gaps(summary)
+
+
+def measurements(metrics: Mapping[str, Mapping[str, Any]], seconds: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Summary entries of single measurements (one per model, no seeds, no spread), with gaps to ``retrain``."""
+    summary = [
+        {
+            "method": model,
+            "n_seeds": None,
+            **{f"{m}_mean": values.get(m) for m in ALL_METRICS},
+            **{f"{m}_std": None for m in ROW_METRICS},
+            "seconds_mean": seconds.get(model),
+        }
+        for model, values in metrics.items()
+    ]
+    return with_gaps(summary)
+
+
+def with_gaps(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add each entry's LAF and SalUn gaps and time ratio to the ``retrain`` entry (``None`` without one)."""
     reference = next((entry for entry in summary if entry["method"] == "retrain"), None)
     for entry in summary:
         means = {metric: entry[f"{metric}_mean"] for metric in ALL_METRICS}
@@ -61,7 +88,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         entry["gap_laf"] = gap_laf(means, retrain_means)
         entry["gap_salun"] = gap_salun(means, retrain_means)
         retrain_seconds = reference["seconds_mean"]
-        entry["seconds_ratio_to_retrain"] = entry["seconds_mean"] / retrain_seconds if retrain_seconds else None
+        entry["seconds_ratio_to_retrain"] = (
+            entry["seconds_mean"] / retrain_seconds if retrain_seconds and entry["seconds_mean"] is not None else None
+        )
     return summary
 
 
@@ -75,7 +104,11 @@ def results_document(
 def _cell(mean: float | None, std: float | None, digits: int = 2) -> str:
     if mean is None:
         return "–"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def title(document: Mapping[str, Any]) -> str:
+    return str(document.get("title") or f"{document['dataset']} · {document['scenario']}")
 
 
 def markdown_table(document: Mapping[str, Any]) -> str:
@@ -83,17 +116,26 @@ def markdown_table(document: Mapping[str, Any]) -> str:
     summary = document["summary"]
     reference = next((entry for entry in summary if entry["method"] == "retrain"), None)
     metrics = [m for m in ROW_METRICS if any(entry[f"{m}_mean"] is not None for entry in summary)]
-    header = ["Method", "Seeds", *[LABELS[m] for m in metrics], "Gap LAF", "Gap SalUn", "Time / Retrain"]
+    seeded = any(entry["n_seeds"] is not None for entry in summary)
+    header = [
+        "Method" if seeded else "Model",
+        *(["Seeds"] if seeded else []),
+        *[LABELS[m] for m in metrics],
+        "Gap LAF",
+        "Gap SalUn",
+        "Time / Retrain",
+    ]
+    caption = "Mean ± std over seeds; [Retrain's mean]" if seeded else "One measurement per model; [Retrain's value]"
     lines = [
-        f"### {document['dataset']} · {document['scenario']}",
+        f"### {title(document)}",
         "",
-        "Mean ± std over seeds; [Retrain's mean] beside each metric. Closer to Retrain is better.",
+        f"{caption} beside each metric. Closer to Retrain is better.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for entry in summary:
-        cells = [entry["method"], str(entry["n_seeds"])]
+        cells = [entry["method"], *([str(entry["n_seeds"])] if seeded else [])]
         for metric in metrics:
             text = _cell(entry[f"{metric}_mean"], entry[f"{metric}_std"])
             if reference is not None and entry is not reference and reference[f"{metric}_mean"] is not None:
@@ -139,7 +181,7 @@ def plot(document: Mapping[str, Any], path: Path) -> None:
     axis.set_xticks(positions + width * (len(summary) - 1) / 2, [LABELS[m] for m in metrics])
     axis.set_ylabel("percent")
     axis.set_ylim(0, 105)
-    axis.set_title(f"{document['dataset']} · {document['scenario']} (closer to retrain is better)")
+    axis.set_title(f"{title(document)} (closer to retrain is better)")
     axis.legend(fontsize=7, ncols=2)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,4 +197,69 @@ def write_results(document: Mapping[str, Any], out_dir: Path) -> dict[str, Path]
         paths["md"], markdown_table(document) + "\nRanking by gap to Retrain:\n\n" + ranking_table(document)
     )
     plot(document, paths["png"])
+    return paths
+
+
+# -- deletion reports -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeletionOutcome:
+    """What one pipeline run decided: the verdict, which model now serves, and why."""
+
+    batch: ForgetBatch
+    verdict: Verdict
+    promoted_source: str  # "unlearned" or "retrain"
+    promoted_version: str
+    previous_version: str | None
+    metrics: Mapping[str, Mapping[str, float | None]]  # model -> metrics
+    seconds: Mapping[str, float]  # model -> RTE / training seconds
+    lineage: Mapping[str, str] = field(default_factory=dict)
+
+
+def outcome_document(outcome: DeletionOutcome) -> dict[str, Any]:
+    """The batch's models (unlearned, retrain, original) as one table document: single measurements, no seeds."""
+    batch = outcome.batch
+    return {
+        "title": f"{batch.dataset} · batch {batch.batch_id}",
+        "dataset": batch.dataset,
+        "batch_id": batch.batch_id,
+        "summary": measurements(outcome.metrics, outcome.seconds),
+    }
+
+
+def verdict_table(verdict: Verdict) -> str:
+    lines = ["| Gate | Value | Limit | Result |", "|---|---|---|---|"]
+    for check in verdict.checks:
+        value = "–" if check.value is None else f"{check.value:.2f}"
+        lines.append(f"| {check.name} | {value} | {check.limit:.2f} | {'pass' if check.passed else 'FAIL'} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str) -> str:
+    batch = outcome.batch
+    promoted = (
+        f"**{model_name}@{alias} → version {outcome.promoted_version}** "
+        f"({outcome.promoted_source} model; previously version {outcome.previous_version or 'none'})"
+    )
+    lineage = "\n".join(f"- `{key}`: {value}" for key, value in sorted(outcome.lineage.items()))
+    return (
+        f"# Deletion report: {batch.batch_id}\n\n"
+        f"- Dataset: {batch.dataset}; requests: {', '.join(batch.request_ids)} "
+        f"(requesters: {', '.join(batch.requesters)})\n"
+        f"- Forgotten training samples: {len(batch.forget_ids)}; other samples deleted: "
+        f"{len(batch.removed_elsewhere)}; whole classes removed: {list(batch.forgotten_classes) or 'none'}\n"
+        f"- Manifest sha256: `{batch.sha256}`\n\n"
+        f"## Verdict: {outcome.verdict.summary()}\n\n{verdict_table(outcome.verdict)}\n"
+        f"Serving now: {promoted}\n\n"
+        f"## Metrics\n\n{markdown_table(outcome_document(outcome))}\n"
+        f"![metrics](metrics.png)\n\n## Lineage\n\n{lineage}\n"
+    )
+
+
+def write_deletion_report(outcome: DeletionOutcome, out_dir: Path, model_name: str, alias: str) -> dict[str, Path]:
+    """Write report.md and metrics.png into ``out_dir``."""
+    paths = {"md": out_dir / "report.md", "png": out_dir / "metrics.png"}
+    plot(outcome_document(outcome), paths["png"])
+    write_atomically(paths["md"], render_deletion_report(outcome, model_name, alias))
     return paths

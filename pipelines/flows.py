@@ -12,10 +12,11 @@ from prefect.transactions import transaction
 from components.adapters.services import open_environment
 from components.adapters.tracking import config_sha256
 from components.config import PipelineConfig
-from components.reporting import markdown_table
+from components.deletion import policy
+from components.deletion.lineage import batch_lineage
+from components.reporting import DeletionOutcome, markdown_table, outcome_document
 from components.runtime import Stopwatch
-from components.stages import steps as stages
-from components.stages.report import DeletionOutcome, outcome_document
+from components.stages import steps
 from pipelines import tasks
 
 
@@ -51,10 +52,11 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             {"dataset": config.base.dataset, "seed": config.base.seed, "method": config.pipeline.method}
         )
         stored = tasks.prepare_data(config, env)
+        context = steps.run_context(config, stored)
         tasks.validate_data(env, stored)
         snapshot = tasks.version_data(env, f"data: {stored.name} version before deletion batches")
-        original, original_ref, train_seconds = tasks.original_model(config, env, stored, snapshot)
-        batch = tasks.collect_batch(config, env, stored, snapshot)
+        original, original_ref, train_seconds = tasks.original_model(context, env, stored, snapshot)
+        batch = tasks.plan_batch(config, env, stored, snapshot)
         if batch is None:
             message = f"nothing pending: {name}@{alias} (version {original_ref.version}) serves data {snapshot.md5}" + (
                 "; reused the existing model and data version" if train_seconds == 0 else ""
@@ -71,48 +73,46 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
                 compute_seconds=train_seconds,
             )
 
-        batch_data = stages.split_for_batch(stored, batch)
+        batch_data = steps.split_for_batch(stored.pool, batch)
+        context = steps.batch_context(context, batch, batch_data)
         stored_after = tasks.apply_batch(env, stored, batch)
         snapshot_after = tasks.version_data(
             env, f"data: forget batch {batch.batch_id} ({len(batch.forget_ids)} samples)"
         )
-        result = tasks.unlearn(config, env, stored, original, batch, batch_data)
+        result = tasks.unlearn(context, env, original, batch, batch_data)
         reference, reference_ref, reference_seconds, retrained = tasks.retrain_reference(
-            config, env, stored_after, snapshot_after
+            context, env, stored_after, snapshot_after
         )
         with evaluation.measure():
             metrics = {
                 config.pipeline.method: tasks.evaluate(
-                    config, env, "unlearned", result.model, stored_after, batch, batch_data
+                    context, env, "unlearned", result.model, batch_data, stored_after
                 ),
-                "retrain": tasks.evaluate(config, env, "retrain", reference, stored_after, batch, batch_data),
-                "original": tasks.evaluate(config, env, "original", original, stored_after, batch, batch_data),
+                "retrain": tasks.evaluate(context, env, "retrain", reference, batch_data, stored_after),
+                "original": tasks.evaluate(context, env, "original", original, batch_data, stored_after),
             }
-        verdict = stages.verify(config, metrics[config.pipeline.method], metrics["retrain"])
-        lineage = {
-            "data_md5": snapshot_after.md5,
-            "pool_sha256": tasks.pool_fingerprint(stored_after),
-            "git_rev": snapshot_after.git_rev,
-            "parent_data_md5": snapshot.md5,
-            "forget_batch_id": batch.batch_id,
-            "forget_manifest_sha256": batch.sha256,
-            "forget_request_ids": ",".join(batch.request_ids),
-            "parent_model_version": original_ref.version,
-            "reference_run_id": reference_ref.run_id,
-            "reference_version": f"{reference_ref.name}/{reference_ref.version}",
-            "config_sha256": config_sha256(config.model_dump()),
-            "pipeline_run_id": parent_run_id,
-            "method": config.pipeline.method,
-        }
+        verdict = steps.verify(config, metrics[config.pipeline.method], metrics["retrain"])
+        decision = policy.decide_promotion(verdict)
+        lineage = batch_lineage(
+            batch,
+            data_md5=snapshot_after.md5,
+            pool_sha256=policy.pool_fingerprint(stored_after),
+            git_rev=snapshot_after.git_rev,
+            parent_model_version=original_ref.version,
+            reference_run_id=reference_ref.run_id,
+            reference_version=f"{reference_ref.name}/{reference_ref.version}",
+            config_sha256=config_sha256(config.model_dump()),
+            pipeline_run_id=parent_run_id,
+            method=config.pipeline.method,
+        )
+        promoted = result.model if decision.source == "unlearned" else reference
         with transaction():
-            source, version, previous = tasks.promote(
-                config, env, verdict, result.model, reference, stored_after, lineage
-            )
-            tasks.record_decision(env, config, version, source)
+            version, previous = tasks.promote(config, env, decision, verdict, promoted, stored_after, lineage)
+            tasks.record_decision(env, config, version, decision.source)
         outcome = DeletionOutcome(
             batch=batch,
             verdict=verdict,
-            promoted_source=source,
+            promoted_source=decision.source,
             promoted_version=version,
             previous_version=previous,
             metrics=metrics,
@@ -120,11 +120,9 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             lineage=lineage,
         )
         report_path = tasks.report(config, env, outcome)
-        env.tracking.set_tags(
-            {"outcome": "promoted", "verdict": "pass" if verdict.passed else "fail", "promoted_version": version}
-        )
+        env.tracking.set_tags({"outcome": "promoted", "verdict": decision.verdict, "promoted_version": version})
         message = (
-            f"{verdict.summary()}; {name}@{alias} -> version {version} ({source} model, "
+            f"{verdict.summary()}; {name}@{alias} -> version {version} ({decision.source} model, "
             f"previously {previous or 'none'})"
         )
         logger.info(message)

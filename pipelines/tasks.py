@@ -1,7 +1,9 @@
-"""Prefect tasks: thin wrappers that call component functions and record each stage in MLflow.
+"""Prefect tasks: thin wrappers that add retries-free orchestration, tags, logging and MLflow tracking around the
+component functions (``components/stages``, ``components/deletion/policy.py``), where every decision lives.
 
 Tasks take live objects (models, arrays) and return them in memory, so caching and result persistence are off;
-the retrain reference is cached in the model registry instead, keyed by (data md5, recipe, seed).
+the retrain reference is cached in the model registry instead, keyed by ``policy.reference_key``. Every task that
+trains or unlearns carries the ``gpu`` tag, so a tag concurrency limit serialises GPU work.
 """
 
 from __future__ import annotations
@@ -17,21 +19,22 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import get_transaction
 
-from components.adapters.expectations import ValidationFailed
 from components.adapters.services import PipelineEnvironment
 from components.adapters.tracking import ModelVersionRef, TrackingStore, config_sha256, metrics_callback
 from components.adapters.versioning import DataSnapshot
 from components.config import PipelineConfig
-from components.data.types import ids_sha256
+from components.deletion import policy
 from components.deletion.store import ForgetBatch, StoredDataset
 from components.models.backbones import Backbone
-from components.runtime import Callback, resolve_device
-from components.stages import steps as stages
-from components.stages.report import DeletionOutcome, write_report
-from components.unlearning.base import UnlearningResult, get_method
+from components.reporting import DeletionOutcome, write_deletion_report
+from components.runtime import Callback
+from components.stages import steps
+from components.stages.context import RunContext
+from components.unlearning.base import UnlearningResult
 from components.verification.gates import Verdict
 
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+GPU_TAG = "gpu"
 
 
 def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
@@ -45,26 +48,9 @@ def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
     return [callback]
 
 
-def pool_fingerprint(stored: StoredDataset) -> str:
-    """sha256 of the training pool's sample IDs: the samples a model was trained on or honours.
-
-    The DVC md5 of ``data/`` also changes when requests are queued or batch records are written, so model reuse
-    and the reference cache key on this instead."""
-    return ids_sha256(stored.pool.ids.tolist())
-
-
-def recipe_tags(config: PipelineConfig, stored: StoredDataset) -> dict[str, str]:
-    recipe, model_name = stages.recipe_for(config, stored.bundle())
-    return {
-        "recipe_sha256": config_sha256(recipe.model_dump()),
-        "model_arch": model_name,
-        "seed": str(config.base.seed),
-    }
-
-
 @task(name="prepare-data", **TASK_OPTIONS)
 def prepare_data(config: PipelineConfig, env: PipelineEnvironment) -> StoredDataset:
-    stored, created = stages.prepare_data(config, env.store)
+    stored, created = steps.prepare_data(config, env.store)
     get_run_logger().info(
         "%s %s: pool %d, val %d, test %d samples",
         "materialised" if created else "reusing",
@@ -79,7 +65,7 @@ def prepare_data(config: PipelineConfig, env: PipelineEnvironment) -> StoredData
 @task(name="validate-data", **TASK_OPTIONS)
 def validate_data(env: PipelineEnvironment, stored: StoredDataset) -> None:
     with env.tracking.child_run("validate-data", {"stage": "validate"}):
-        reports = stages.validate_data(stored)
+        reports = steps.validate_data(stored)
         env.tracking.log_metrics({f"expectations_failed_{r.suite}_{i}": len(r.failures) for i, r in enumerate(reports)})
         for report in reports:
             report.raise_for_failures()
@@ -92,32 +78,31 @@ def version_data(env: PipelineEnvironment, message: str) -> DataSnapshot:
     return snapshot
 
 
-@task(name="original-model", **TASK_OPTIONS)
+@task(name="original-model", tags=[GPU_TAG], **TASK_OPTIONS)
 def original_model(
-    config: PipelineConfig, env: PipelineEnvironment, stored: StoredDataset, snapshot: DataSnapshot
+    context: RunContext, env: PipelineEnvironment, stored: StoredDataset, snapshot: DataSnapshot
 ) -> tuple[Backbone, ModelVersionRef, float]:
-    """The serving model for this data version: the champion when its lineage matches, else a new original.
+    """The serving model for this data version: the champion when it serves this pool, else a new original.
 
     Returns (model, version, training seconds), the seconds 0 when the champion was reused."""
+    config = context.config
     name = env.model_name(config)
     champion = env.tracking.get_alias(name, config.pipeline.alias)
-    bundle = stored.bundle()
-    pool = pool_fingerprint(stored)
-    if champion is not None and env.tracking.version_tags(name, champion.version).get("pool_sha256") == pool:
-        model = env.tracking.load_model(champion, into=stages.model_builder(config, bundle))
+    pool = policy.pool_fingerprint(stored)
+    if champion is not None and policy.serves_pool(env.tracking.version_tags(name, champion.version), pool):
+        model = env.tracking.load_model(champion, into=context.build_model())
         get_run_logger().info(
             "reusing %s@%s (version %s) for data %s", name, config.pipeline.alias, champion.version, snapshot.md5
         )
         return model, champion, 0.0
     with env.tracking.child_run("train-original", {"stage": "train", "data_md5": snapshot.md5}):
-        env.tracking.log_params({"train." + k: v for k, v in stages.recipe_for(config, bundle)[0].model_dump().items()})
+        env.tracking.log_params({"train." + k: v for k, v in context.recipe.model_dump().items()})
         env.tracking.log_input(stored.name, snapshot.md5, "data/", "train")
-        device = resolve_device(config.base.device)
-        model, seconds = stages.train_model(config, bundle, stored.pool, device, epoch_metrics(env))
+        model, seconds = context.train(context.tensors(stored.pool), epoch_metrics(env))
         env.tracking.log_metrics({"train_seconds": seconds})
         ref = env.tracking.log_model(
             model.cpu(),
-            _example(stored),
+            input_example(stored),
             name,
             {
                 "source": "original",
@@ -125,7 +110,7 @@ def original_model(
                 "git_rev": snapshot.git_rev,
                 "pool_sha256": pool,
                 "config_sha256": config_sha256(config.model_dump()),
-                **recipe_tags(config, stored),
+                **context.recipe_tags(),
             },
         )
     env.tracking.set_alias(name, config.pipeline.alias, ref.version)
@@ -133,34 +118,26 @@ def original_model(
     return model, ref, seconds
 
 
-@task(name="collect-batch", **TASK_OPTIONS)
-def collect_batch(
+@task(name="plan-batch", **TASK_OPTIONS)
+def plan_batch(
     config: PipelineConfig, env: PipelineEnvironment, stored: StoredDataset, snapshot: DataSnapshot
 ) -> ForgetBatch | None:
-    """Validate pending requests (rejecting bad ones with their reasons) and plan one batch of the rest."""
-    pending = env.store.pending(stored.name)
-    if not pending:
-        return None
-    accepted = []
-    for request, report in stages.validate_requests(config, env.store, stored, pending):
-        if report.success:
-            accepted.append(request)
-        else:
-            env.store.reject(request, report.failures)
-            get_run_logger().warning("rejected request %s: %s", request.request_id, "; ".join(report.failures))
-    if not accepted:
-        return None
-    batch = env.store.plan_batch(stored, accepted, parent_data_md5=snapshot.md5, parent_git_rev=snapshot.git_rev)
-    combined = stages.validate_requests(config, env.store, stored, [_as_request(batch, accepted[0])])
-    report = combined[0][1]
-    if not report.success:
-        raise ValidationFailed(f"batch {batch.batch_id} breaks the deletion policy: {'; '.join(report.failures)}")
-    return batch
-
-
-def _as_request(batch: ForgetBatch, template: Any) -> Any:
-    """The batch as one request, so the policy (batch size) is checked on the union of its requests."""
-    return template.model_copy(update={"request_id": batch.batch_id, "ids": batch.forget_ids + batch.removed_elsewhere})
+    """Plan the next batch from the pending requests; rejected ones move to requests/rejected with their reasons."""
+    plan = policy.plan_batch(
+        env.store,
+        stored,
+        env.store.pending(stored.name),
+        config.pipeline.max_batch_fraction,
+        parent_data_md5=snapshot.md5,
+        parent_git_rev=snapshot.git_rev,
+    )
+    logger = get_run_logger()
+    for rejection in plan.rejected:
+        env.store.reject(rejection.request, list(rejection.reasons))
+        logger.warning("rejected request %s: %s", rejection.request.request_id, "; ".join(rejection.reasons))
+    for request in plan.deferred:
+        logger.info("request %s waits for the next batch (batch limit reached)", request.request_id)
+    return plan.batch
 
 
 @task(name="apply-batch", **TASK_OPTIONS)
@@ -168,87 +145,73 @@ def apply_batch(env: PipelineEnvironment, stored: StoredDataset, batch: ForgetBa
     return env.store.apply_batch(stored, batch)
 
 
-@task(name="unlearn", tags=["gpu"], **TASK_OPTIONS)
+@task(name="unlearn", tags=[GPU_TAG], **TASK_OPTIONS)
 def unlearn(
-    config: PipelineConfig,
+    context: RunContext,
     env: PipelineEnvironment,
-    stored: StoredDataset,
     original: Backbone,
     batch: ForgetBatch,
-    batch_data: stages.BatchData,
+    batch_data: steps.BatchData,
 ) -> UnlearningResult:
+    method = context.config.pipeline.method
     with env.tracking.child_run("unlearn", {"stage": "unlearn", "forget_batch_id": batch.batch_id}):
-        method = config.pipeline.method
-        kind = "class" if batch.forgotten_classes else "sample"
-        bundle = stored.bundle()
-        spec_section = get_method(method).section
         env.tracking.log_params(
-            {"method": method, "forget_kind": kind, **config.unlearn.settings(spec_section, bundle.name, kind, method)}
+            {"method": method, "forget_kind": context.forget_kind, **context.method_settings(method)}
         )
-        env.tracking.log_input(stored.name, batch.sha256[:32], f"data/batches/{batch.batch_id}.json", "forget")
-        device = resolve_device(config.base.device)
-        result = stages.unlearn(
-            config, bundle, original, batch_data, batch.forgotten_classes, device, epoch_metrics(env)
+        env.tracking.log_input(batch.dataset, batch.sha256[:32], f"data/batches/{batch.batch_id}.json", "forget")
+        task = context.unlearning_task(
+            original,
+            retain=context.tensors(batch_data.retain),
+            forget=context.tensors(batch_data.forget),
+            copy_original=True,  # the champion stays the control and the rollback target
         )
+        result = context.unlearn(method, task, epoch_metrics(env))
         env.tracking.log_metrics({"rte_seconds": result.seconds})
     return result
 
 
-@task(name="retrain-reference", **TASK_OPTIONS)
+@task(name="retrain-reference", tags=[GPU_TAG], **TASK_OPTIONS)
 def retrain_reference(
-    config: PipelineConfig, env: PipelineEnvironment, stored_after: StoredDataset, snapshot: DataSnapshot
+    context: RunContext, env: PipelineEnvironment, stored_after: StoredDataset, snapshot: DataSnapshot
 ) -> tuple[Backbone, ModelVersionRef, float, bool]:
-    """The retrain-from-scratch reference on the retained data, reused when (data md5, recipe, seed) match."""
-    name = env.reference_name(config)
-    bundle = stored_after.bundle()
-    key = {"pool_sha256": pool_fingerprint(stored_after), **recipe_tags(config, stored_after)}
-    found = env.tracking.find_versions(name, key) if _registered(env, name) else []
+    """The retrain-from-scratch reference on the retained data, reused when ``policy.reference_key`` matches."""
+    name = env.reference_name(context.config)
+    key = policy.reference_key(policy.pool_fingerprint(stored_after), context.recipe_tags())
+    found = env.tracking.find_versions(name, key) if env.tracking.is_registered(name) else []
     if found:
         ref = found[-1]
-        model = env.tracking.load_model(ref, into=stages.model_builder(config, bundle))
+        model = env.tracking.load_model(ref, into=context.build_model())
         seconds = float(env.tracking.version_tags(name, ref.version).get("train_seconds", "nan"))
         get_run_logger().info("reusing retrain reference %s version %s", name, ref.version)
         return model, ref, seconds, False
     with env.tracking.child_run("retrain-reference", {"stage": "retrain", "data_md5": snapshot.md5, **key}):
         env.tracking.log_input(stored_after.name, snapshot.md5, "data/", "retain")
-        device = resolve_device(config.base.device)
-        model, seconds = stages.train_model(config, bundle, stored_after.pool, device, epoch_metrics(env))
+        model, seconds = context.train(context.tensors(stored_after.pool), epoch_metrics(env))
         env.tracking.log_metrics({"train_seconds": seconds})
         ref = env.tracking.log_model(
             model.cpu(),
-            _example(stored_after),
+            input_example(stored_after),
             name,
             {"source": "retrain", "train_seconds": f"{seconds:.3f}", "data_md5": snapshot.md5, **key},
         )
     return model, ref, seconds, True
 
 
-def _registered(env: PipelineEnvironment, name: str) -> bool:
-    try:
-        return bool(env.tracking.find_versions(name))
-    except Exception:  # the registered model does not exist yet
-        return False
-
-
 @task(name="evaluate", **TASK_OPTIONS)
 def evaluate(
-    config: PipelineConfig,
+    context: RunContext,
     env: PipelineEnvironment,
     label: str,
     model: torch.nn.Module,
+    batch_data: steps.BatchData,
     stored_after: StoredDataset,
-    batch: ForgetBatch,
-    batch_data: stages.BatchData,
 ) -> dict[str, float | None]:
     with env.tracking.child_run(f"evaluate-{label}", {"stage": "verify", "model": label}):
-        metrics = stages.evaluate(
+        metrics = context.evaluate(
             model,
-            stored_after.bundle(),
-            batch_data,
-            stored_after.test,
-            batch.forgotten_classes,
-            config.base.seed,
-            resolve_device(config.base.device),
+            context.tensors(batch_data.retain),
+            context.tensors(batch_data.forget),
+            context.tensors(stored_after.test),
         )
         env.tracking.log_metrics({k: v for k, v in metrics.items() if v is not None})
     return metrics
@@ -258,16 +221,16 @@ def evaluate(
 def promote(
     config: PipelineConfig,
     env: PipelineEnvironment,
+    decision: policy.Promotion,
     verdict: Verdict,
-    unlearned: torch.nn.Module,
-    reference: torch.nn.Module,
+    model: torch.nn.Module,
     stored_after: StoredDataset,
     tags: Mapping[str, str],
-) -> tuple[str, str, str | None]:
-    """Register the unlearned model (pass) or the retrain reference (fail) and move the alias to it.
+) -> tuple[str, str | None]:
+    """Register the model ``decision`` chose and move the alias to it; returns (new version, previous version).
 
-    Returns (source, new version, previous version). The previous alias target is stored in the transaction so
-    the rollback hook can put it back if anything later in the transaction fails.
+    The previous alias target is stored in the transaction so the rollback hook can put it back if anything later
+    in the transaction fails.
     """
     name = env.model_name(config)
     previous = env.tracking.get_alias(name, config.pipeline.alias)
@@ -279,21 +242,20 @@ def promote(
         transaction.set("alias", config.pipeline.alias)
         transaction.set("model_name", name)
         transaction.set("previous_version", previous.version if previous else None)
-    source, model = ("unlearned", unlearned) if verdict.passed else ("retrain", reference)
-    with env.tracking.child_run("promote", {"stage": "promote", "verdict": "pass" if verdict.passed else "fail"}):
+    with env.tracking.child_run("promote", {"stage": "promote", "verdict": decision.verdict}):
         ref = env.tracking.log_model(
             model.cpu(),
-            _example(stored_after),
+            input_example(stored_after),
             name,
             {
                 **tags,
-                "source": source,
-                "verdict": "pass" if verdict.passed else "fail",
+                "source": decision.source,
+                "verdict": decision.verdict,
                 "verdict_detail": verdict.summary()[:5000],
             },
         )
         env.tracking.set_alias(name, config.pipeline.alias, ref.version)
-    return source, ref.version, previous.version if previous else None
+    return ref.version, previous.version if previous else None
 
 
 @promote.on_rollback
@@ -322,7 +284,7 @@ def record_decision(env: PipelineEnvironment, config: PipelineConfig, version: s
 @task(name="report", **TASK_OPTIONS)
 def report(config: PipelineConfig, env: PipelineEnvironment, outcome: DeletionOutcome) -> str:
     out_dir = env.root / config.pipeline.reports_dir / outcome.batch.batch_id
-    paths = write_report(outcome, out_dir, env.model_name(config), config.pipeline.alias)
+    paths = write_deletion_report(outcome, out_dir, env.model_name(config), config.pipeline.alias)
     env.tracking.log_artifact(paths["md"], "report")
     env.tracking.log_artifact(paths["png"], "report")
     markdown = paths["md"].read_text()
@@ -335,6 +297,7 @@ def report_key(dataset: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"deletion-report-{dataset}".lower())
 
 
-def _example(stored: StoredDataset) -> np.ndarray:
-    """A two-image input example for torch.export (normalised like training inputs)."""
-    return stored.bundle().to_tensor(stored.pool.images[:2]).numpy()
+def input_example(stored: StoredDataset) -> np.ndarray:
+    """A two-image input example for torch.export, from the test split: a training sample in a registered model's
+    metadata could be one a later request erases."""
+    return stored.bundle().to_tensor(stored.test.images[:2]).numpy()

@@ -7,14 +7,30 @@ S3), ``S3_ENDPOINT_URL`` (e.g. a MinIO or moto endpoint) and the standard ``AWS_
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from components.adapters.tracking import TrackingStore, default_artifact_location, default_tracking_uri
 from components.adapters.versioning import DataVersioning
 from components.config import PipelineConfig
 from components.deletion.store import DataStore
+
+
+class Endpoints(BaseSettings):
+    """Endpoints read from the environment (never from params.yaml): unset means the local defaults.
+
+    Credentials are not fields: boto3, DVC and MLflow read the ``AWS_*`` variables themselves, so they never pass
+    through this process's configuration objects or logs.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+
+    tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    dvc_remote: str | None = Field(None, validation_alias="MIXUNLEARN_DVC_REMOTE")
+    s3_endpoint_url: str | None = Field(None, validation_alias="S3_ENDPOINT_URL")
 
 
 @dataclass(frozen=True)
@@ -34,9 +50,10 @@ class PipelineEnvironment:
 def open_environment(config: PipelineConfig, root: Path) -> PipelineEnvironment:
     """Open the data store, MLflow store and DVC repository of the project at ``root``."""
     root = root.resolve()
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
-    artifact_location = None if os.environ.get("MLFLOW_TRACKING_URI") else default_artifact_location(root)
-    remote_url = os.environ.get("MIXUNLEARN_DVC_REMOTE")
+    endpoints = Endpoints()
+    tracking_uri = endpoints.tracking_uri or default_tracking_uri(root)
+    artifact_location = None if endpoints.tracking_uri else default_artifact_location(root)
+    remote_url = endpoints.dvc_remote
     remote_name = "s3" if remote_url and remote_url.startswith("s3://") else "local"
     return PipelineEnvironment(
         root=root,
@@ -47,6 +64,6 @@ def open_environment(config: PipelineConfig, root: Path) -> PipelineEnvironment:
             data_dir="data",
             remote_name=remote_name,
             remote_url=remote_url,
-            endpoint_url=os.environ.get("S3_ENDPOINT_URL") if remote_name == "s3" else None,
+            endpoint_url=endpoints.s3_endpoint_url if remote_name == "s3" else None,
         ),
     )

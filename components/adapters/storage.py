@@ -16,6 +16,8 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from components.adapters.errors import one_line
+
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
 
 
@@ -24,11 +26,11 @@ class StorageError(RuntimeError):
 
 
 def _describe(error: Exception) -> str:
+    """One line for an S3 error: a ``ClientError``'s code and message, else ``one_line``."""
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         return f"{details.get('Code', 'error')}: {details.get('Message', '') or str(error)}".strip()
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return one_line(error)
 
 
 class ObjectStore:

@@ -41,10 +41,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from components.adapters.errors import one_line
+
 MODEL_ARTIFACT_NAME = "model"
 """Name under which ``log_model`` stores the model in its run (MLflow 3 ``name=``)."""
-
-_PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
 class TrackingError(RuntimeError):
@@ -68,31 +68,6 @@ class ModelVersionRef:
     uri: str
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """What a run holds, read back from the store.
-
-    Attributes:
-        run_id: The run's ID.
-        name: The run name.
-        status: ``RUNNING``, ``FINISHED``, ``FAILED`` or ``KILLED``.
-        parent_run_id: The parent run's ID for a child run, else ``None``.
-        params: Logged parameters.
-        metrics: Latest value of each logged metric.
-        tags: User tags (MLflow's ``mlflow.*`` system tags left out).
-        dataset_digests: ``{dataset name: digest}`` of the logged inputs.
-    """
-
-    run_id: str
-    name: str
-    status: str
-    parent_run_id: str | None
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str]
-    dataset_digests: dict[str, str]
-
-
 def default_tracking_uri(root: Path) -> str:
     """Return the default SQLite tracking URI, ``sqlite:///<root>/mlflow/mlflow.db`` (absolute path)."""
     return f"sqlite:///{(Path(root).resolve() / 'mlflow' / 'mlflow.db').as_posix()}"
@@ -101,34 +76,6 @@ def default_tracking_uri(root: Path) -> str:
 def default_artifact_location(root: Path) -> str:
     """Return the default artifact location, ``file://<root>/mlflow/artifacts`` (absolute path)."""
     return (Path(root).resolve() / "mlflow" / "artifacts").as_uri()
-
-
-def flatten_config(config: Mapping[str, Any], sep: str = ".") -> dict[str, str]:
-    """Flatten a nested config into ``{"a.b.c": "value"}`` strings, ready for ``log_params``.
-
-    Lists and tuples are written as canonical JSON, ``None`` as ``"null"`` and booleans as ``"true"`` /
-    ``"false"`` so the flattened values are stable across runs.
-
-    Args:
-        config: Nested mapping (for example ``PipelineConfig.model_dump()``).
-        sep: Separator between key levels.
-
-    Returns:
-        A flat dictionary with sorted keys.
-    """
-    flat: dict[str, str] = {}
-
-    def visit(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping):
-            for key in value:
-                visit(f"{prefix}{sep}{key}" if prefix else str(key), value[key])
-        elif isinstance(value, str):
-            flat[prefix] = value
-        else:
-            flat[prefix] = json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
-
-    visit("", config)
-    return dict(sorted(flat.items()))
 
 
 def config_sha256(config: Mapping[str, Any]) -> str:
@@ -150,12 +97,6 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     raise TrackingError(f"config value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
-
-
-def _one_line(error: BaseException) -> str:
-    """Return the first line of an exception's message."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class TrackingStore:
@@ -191,13 +132,8 @@ class TrackingStore:
             )
         except MlflowException as error:
             raise TrackingError(
-                f"cannot open experiment {experiment!r} at {tracking_uri}: {_one_line(error)}"
+                f"cannot open experiment {experiment!r} at {tracking_uri}: {one_line(error)}"
             ) from error
-
-    @classmethod
-    def at_root(cls, root: Path, experiment: str) -> TrackingStore:
-        """Open the default SQLite store under ``<root>/mlflow``."""
-        return cls(default_tracking_uri(root), experiment, default_artifact_location(root))
 
     # ------------------------------------------------------------------ runs
 
@@ -216,12 +152,6 @@ class TrackingStore:
             else:
                 os.environ[key] = value
 
-    @property
-    def active_run_id(self) -> str | None:
-        """ID of the run active in this thread, if any."""
-        run = mlflow.active_run()
-        return run.info.run_id if run is not None else None
-
     @contextmanager
     def parent_run(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
         """Start the parent run of one pipeline run and yield its ID.
@@ -231,8 +161,9 @@ class TrackingStore:
         Raises:
             TrackingError: If a run is already active in this thread.
         """
-        if mlflow.active_run() is not None:
-            raise TrackingError(f"cannot start parent run {name!r}: run {self.active_run_id} is still active")
+        active = mlflow.active_run()
+        if active is not None:
+            raise TrackingError(f"cannot start parent run {name!r}: run {active.info.run_id} is still active")
         self._activate()
         with mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=_str_dict(tags)) as run:
             with self._lock:
@@ -273,12 +204,12 @@ class TrackingStore:
         return run.info.run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log flat parameters (values are converted with ``str``); use ``flatten_config`` for nested ones."""
+        """Log flat parameters to the active run (values are converted with ``str``)."""
         self._require_run("log params")
         try:
             mlflow.log_params({str(k): str(v) for k, v in params.items()})
         except MlflowException as error:
-            raise TrackingError(f"cannot log params: {_one_line(error)}") from error
+            raise TrackingError(f"cannot log params: {one_line(error)}") from error
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log numeric metrics to the active run, optionally at a step."""
@@ -286,7 +217,7 @@ class TrackingStore:
         try:
             mlflow.log_metrics({str(k): float(v) for k, v in metrics.items()}, step=step)
         except MlflowException as error:
-            raise TrackingError(f"cannot log metrics: {_one_line(error)}") from error
+            raise TrackingError(f"cannot log metrics: {one_line(error)}") from error
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags on the active run (values are converted with ``str``)."""
@@ -303,16 +234,6 @@ class TrackingStore:
             mlflow.log_artifacts(str(path), artifact_path=artifact_path)
         else:
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        """Write ``text`` to ``artifact_file`` (a relative path such as ``reports/summary.md``) in the run."""
-        self._require_run("log text")
-        mlflow.log_text(text, artifact_file)
-
-    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
-        """Write ``data`` as JSON (``.json``) or YAML (``.yaml``/``.yml``) to ``artifact_file`` in the run."""
-        self._require_run("log dict")
-        mlflow.log_dict(dict(data), artifact_file)
 
     def log_input(
         self,
@@ -340,47 +261,7 @@ class TrackingStore:
                 dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest)
             mlflow.log_input(dataset, context=context)
         except MlflowException as error:
-            raise TrackingError(f"cannot log input {name!r}: {_one_line(error)}") from error
-
-    def get_run(self, run_id: str) -> RunRecord:
-        """Read a run's parameters, metrics, tags and inputs back from the store."""
-        try:
-            run = self._client.get_run(run_id)
-        except MlflowException as error:
-            raise TrackingError(f"cannot read run {run_id}: {_one_line(error)}") from error
-        tags = dict(run.data.tags)
-        inputs = run.inputs.dataset_inputs if run.inputs is not None else []
-        return RunRecord(
-            run_id=run.info.run_id,
-            name=run.info.run_name,
-            status=run.info.status,
-            parent_run_id=tags.get(_PARENT_RUN_TAG),
-            params=dict(run.data.params),
-            metrics=dict(run.data.metrics),
-            tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
-            dataset_digests={item.dataset.name: item.dataset.digest for item in inputs},
-        )
-
-    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        """Return ``(step, value)`` pairs of one metric, in step order."""
-        history = self._client.get_metric_history(run_id, key)
-        return sorted((int(m.step), float(m.value)) for m in history)
-
-    def artifact_paths(self, run_id: str, path: str | None = None) -> list[str]:
-        """Return the paths of all artifact files of a run (recursively), sorted."""
-        found: list[str] = []
-        for info in self._client.list_artifacts(run_id, path):
-            found.extend(self.artifact_paths(run_id, info.path) if info.is_dir else [info.path])
-        return sorted(found)
-
-    def child_runs(self, parent_run_id: str) -> list[RunRecord]:
-        """Return the child runs of a parent run, oldest first."""
-        runs = self._client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{_PARENT_RUN_TAG}` = '{parent_run_id}'",
-            order_by=["attributes.start_time ASC"],
-        )
-        return [self.get_run(run.info.run_id) for run in runs]
+            raise TrackingError(f"cannot log input {name!r}: {one_line(error)}") from error
 
     # ------------------------------------------------------------- registry
 
@@ -427,7 +308,7 @@ class TrackingStore:
                 registered_model_name=registered_name,
             )
         except Exception as error:  # torch.export raises its own error types
-            raise TrackingError(f"cannot log model {registered_name!r}: {_one_line(error)}") from error
+            raise TrackingError(f"cannot log model {registered_name!r}: {one_line(error)}") from error
         finally:
             model.train(was_training)
         version = str(info.registered_model_version)
@@ -442,7 +323,7 @@ class TrackingStore:
         except MlflowException as error:
             if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
-            raise TrackingError(f"cannot read alias {name}@{alias}: {_one_line(error)}") from error
+            raise TrackingError(f"cannot read alias {name}@{alias}: {one_line(error)}") from error
         return _ref(found)
 
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
@@ -450,7 +331,7 @@ class TrackingStore:
         try:
             self._client.set_registered_model_alias(name, alias, str(version))
         except MlflowException as error:
-            raise TrackingError(f"cannot set alias {name}@{alias} -> {version}: {_one_line(error)}") from error
+            raise TrackingError(f"cannot set alias {name}@{alias} -> {version}: {one_line(error)}") from error
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``alias`` from model ``name``; does nothing if the alias is not set."""
@@ -459,7 +340,7 @@ class TrackingStore:
         try:
             self._client.delete_registered_model_alias(name, alias)
         except MlflowException as error:
-            raise TrackingError(f"cannot delete alias {name}@{alias}: {_one_line(error)}") from error
+            raise TrackingError(f"cannot delete alias {name}@{alias}: {one_line(error)}") from error
 
     def load_model(self, uri_or_ref: str | ModelVersionRef, into: torch.nn.Module | None = None) -> torch.nn.Module:
         """Load a model by reference or URI (``models:/name/3``, ``models:/name@champion``, ``runs:/...``).
@@ -477,14 +358,24 @@ class TrackingStore:
         try:
             loaded = mlflow.pytorch.load_model(uri)
         except Exception as error:  # MlflowException or a torch load error
-            raise TrackingError(f"cannot load model {uri}: {_one_line(error)}") from error
+            raise TrackingError(f"cannot load model {uri}: {one_line(error)}") from error
         if into is None:
             return loaded
         try:
             into.load_state_dict(loaded.state_dict(), strict=True)
         except RuntimeError as error:
-            raise TrackingError(f"model {uri} does not fit {type(into).__name__}: {_one_line(error)}") from error
+            raise TrackingError(f"model {uri} does not fit {type(into).__name__}: {one_line(error)}") from error
         return into.eval()
+
+    def is_registered(self, name: str) -> bool:
+        """Whether a registered model called ``name`` exists."""
+        try:
+            self._client.get_registered_model(name)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise TrackingError(f"cannot read registered model {name!r}: {error}") from error
+        return True
 
     def find_versions(self, name: str, tags: Mapping[str, Any] | None = None) -> list[ModelVersionRef]:
         """Return the versions of ``name`` whose tags equal all of ``tags``, lowest version first."""
@@ -496,7 +387,7 @@ class TrackingStore:
         try:
             found = self._client.search_model_versions(" AND ".join(clauses))
         except MlflowException as error:
-            raise TrackingError(f"cannot search versions of {name!r}: {_one_line(error)}") from error
+            raise TrackingError(f"cannot search versions of {name!r}: {one_line(error)}") from error
         return sorted((_ref(v) for v in found), key=lambda ref: int(ref.version))
 
     def version_tags(self, name: str, version: str | int) -> dict[str, str]:
@@ -504,15 +395,7 @@ class TrackingStore:
         try:
             return dict(self._client.get_model_version(name, str(version)).tags)
         except MlflowException as error:
-            raise TrackingError(f"cannot read version {name}/{version}: {_one_line(error)}") from error
-
-    def set_version_tags(self, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
-        """Add or overwrite tags on one model version (e.g. the verification verdict)."""
-        try:
-            for key, value in _str_dict(tags).items():
-                self._client.set_model_version_tag(name, str(version), key, value)
-        except MlflowException as error:
-            raise TrackingError(f"cannot tag version {name}/{version}: {_one_line(error)}") from error
+            raise TrackingError(f"cannot read version {name}/{version}: {one_line(error)}") from error
 
 
 def metrics_callback(store: TrackingStore, prefix_event: bool = True) -> Callable[[str, dict[str, float], int], None]:

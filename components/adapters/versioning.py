@@ -29,6 +29,8 @@ from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.utils.serialize import load_yaml
 
+from components.adapters.errors import one_line
+
 DEFAULT_LOCAL_REMOTE = ".dvc-remote"
 """Default local-directory remote, relative to the repository root (git-ignored)."""
 
@@ -52,11 +54,6 @@ class DataSnapshot:
     md5: str
     git_rev: str
     dvc_file: str
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class DataVersioning:
@@ -114,7 +111,7 @@ class DataVersioning:
         try:
             return Repo(str(self.repo_root))
         except DvcException as error:
-            raise VersioningError(f"cannot open DVC repo at {self.repo_root}: {_one_line(error)}") from error
+            raise VersioningError(f"cannot open DVC repo at {self.repo_root}: {one_line(error)}") from error
 
     def ensure_initialised(self) -> None:
         """Initialise DVC in the git repository if needed, turn analytics off and configure the remote.
@@ -144,7 +141,7 @@ class DataVersioning:
                     self._ignore(f"/{DEFAULT_LOCAL_REMOTE}")
                 config["core"].setdefault("remote", self.remote_name)
         except DvcException as error:
-            raise VersioningError(f"cannot initialise DVC in {self.repo_root}: {_one_line(error)}") from error
+            raise VersioningError(f"cannot initialise DVC in {self.repo_root}: {one_line(error)}") from error
 
     def _remote_location(self, url: str) -> str:
         """Resolve a local remote path against the repository root.
@@ -172,7 +169,7 @@ class DataVersioning:
         try:
             outs = load_yaml(str(path)).get("outs") or []
         except DvcException as error:
-            raise VersioningError(f"cannot read {self.dvc_file}: {_one_line(error)}") from error
+            raise VersioningError(f"cannot read {self.dvc_file}: {one_line(error)}") from error
         if len(outs) != 1 or "md5" not in outs[0]:
             raise VersioningError(f"{self.dvc_file} does not hold exactly one output with an md5")
         return str(outs[0]["md5"])
@@ -215,7 +212,7 @@ class DataVersioning:
                 self._git("commit", "-q", "-m", message, "--", *paths)
         except Exception as error:  # DVC's filesystems raise OSError and others besides DvcException
             self._rollback(candidates, saved)
-            raise VersioningError(f"snapshot of {self.data_dir}/ failed at {step}: {_one_line(error)}") from error
+            raise VersioningError(f"snapshot of {self.data_dir}/ failed at {step}: {one_line(error)}") from error
         return DataSnapshot(md5=str(md5), git_rev=self.git_revision(), dvc_file=self.dvc_file)
 
     def _rollback(self, paths: list[str], saved: dict[str, bytes | None]) -> None:
@@ -250,7 +247,7 @@ class DataVersioning:
                 except (DvcException, OSError):
                     repo.pull(targets=[str(self.repo_root / self.dvc_file)], remote=self.remote_name, force=True)
         except (DvcException, OSError) as error:
-            raise VersioningError(f"cannot restore {self.data_dir}/ at {rev}: {_one_line(error)}") from error
+            raise VersioningError(f"cannot restore {self.data_dir}/ at {rev}: {one_line(error)}") from error
         return str(self.current_md5())
 
     def read_at(self, path: str, rev: str) -> bytes:
@@ -261,7 +258,7 @@ class DataVersioning:
         try:
             return dvc.api.read(path, repo=str(self.repo_root), rev=rev, remote=self.remote_name, mode="rb")
         except (DvcException, OSError) as error:
-            raise VersioningError(f"cannot read {path} at {rev}: {_one_line(error)}") from error
+            raise VersioningError(f"cannot read {path} at {rev}: {one_line(error)}") from error
 
 
 @contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -25,12 +24,11 @@ from components.data.datasets import load_dataset
 from components.data.scenarios import ForgetManifest, partition, resolve_scenario
 from components.data.splits import Split, make_split
 from components.data.types import DatasetBundle, ImageSet, ids_sha256
-from components.files import write_atomically
-from components.models.backbones import Backbone, build_backbone
+from components.files import write_torch
+from components.models.backbones import Backbone
 from components.runtime import Callback, resolve_device
-from components.training import TrainConfig, train_classifier
-from components.unlearning.base import LabeledTensors, UnlearningTask, build_config, build_unlearner, get_method
-from components.verification.evaluate import evaluate_model
+from components.stages.context import RunContext
+from components.unlearning.base import LabeledTensors, UnlearningTask, get_method
 
 # (method, seed) -> callbacks for that cell; lets the CLI attach progress bars without the harness knowing.
 CallbackFactory = Callable[[str, int], Sequence[Callback]]
@@ -51,15 +49,19 @@ class BenchRequest:
 
 @dataclass(frozen=True)
 class PreparedSeed:
-    """Data, forget manifest and the two cached reference models of one seed."""
+    """Data, forget manifest and the two cached reference models of one seed, with the seed's run context."""
 
-    bundle: DatasetBundle
+    context: RunContext
     split: Split
     manifest: ForgetManifest
     task: UnlearningTask
     test: LabeledTensors
     retrain_model: torch.nn.Module
     retrain_seconds: float
+
+    @property
+    def bundle(self) -> DatasetBundle:
+        return self.context.bundle
 
 
 def digest(*parts: object) -> str:
@@ -68,22 +70,8 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def to_tensors(bundle: DatasetBundle, images: ImageSet, device: torch.device) -> LabeledTensors:
-    return LabeledTensors(
-        images=bundle.to_tensor(images.images, device),
-        labels=torch.as_tensor(images.labels, dtype=torch.long, device=device),
-    )
-
-
-def save_atomically(payload: object, path: Path) -> None:
-    """torch.save through ``write_atomically``: an interrupted run never leaves a half-written cache file."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    write_atomically(path, buffer.getvalue())
-
-
 class ModelCache:
-    """Trained models on disk, keyed by (dataset, training IDs, model, recipe, seed)."""
+    """Trained models on disk, keyed by (dataset, training IDs, recipe, architecture, seed, training code)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -91,24 +79,23 @@ class ModelCache:
     def trained(
         self,
         kind: str,
-        key_parts: tuple[object, ...],
-        build: Callable[[], Backbone],
-        data: LabeledTensors,
-        recipe: TrainConfig,
-        seed: int,
+        context: RunContext,
+        images: ImageSet,
         callbacks: Sequence[Callback] = (),
     ) -> tuple[Backbone, float]:
-        """Return (model, training seconds), training and caching it when absent."""
-        path = self.directory / f"{kind}-{digest(*key_parts)}.pt"
-        torch.manual_seed(seed)
-        model = build().to(data.images.device)
+        """Return (model, training seconds) of the context's recipe on ``images``, training and caching when absent."""
+        key = (context.bundle.name, ids_sha256(images.ids.tolist()), context.recipe_tags())
+        path = self.directory / f"{kind}-{digest(*key)}.pt"
+        data = context.tensors(images)
         if path.exists():
+            torch.manual_seed(context.seed)  # the same draws as a fresh training, so later randomness matches
+            model = context.build_model().to(data.images.device)
             saved = torch.load(path, map_location=data.images.device, weights_only=True)
             model.load_state_dict(saved["state_dict"])
             return model.eval(), float(saved["seconds"])
-        result = train_classifier(model, data.images, data.labels, recipe, seed, callbacks)
-        save_atomically({"state_dict": model.state_dict(), "seconds": result.seconds}, path)
-        return model.eval(), result.seconds
+        model, seconds = context.train(data, callbacks)
+        write_torch({"state_dict": model.state_dict(), "seconds": seconds}, path)
+        return model.eval(), seconds
 
 
 def prepare_seed(
@@ -127,49 +114,29 @@ def prepare_seed(
     if manifest_dir is not None:
         manifest.save(manifest_dir / f"forget-seed{seed}.json")
     retain_set, forget_set = partition(split.pool, manifest)
-    recipe = config.train.recipe(bundle.name)
-    model_name = request.model or recipe.model or bundle.default_model
-
-    def build() -> Backbone:
-        return build_backbone(model_name, bundle.image_shape, bundle.num_classes)
-
-    recipe_key = recipe.model_dump()
-    pool = to_tensors(bundle, split.pool, device)
-    original, _ = cache.trained(
-        "original",
-        (bundle.name, ids_sha256(split.pool.ids.tolist()), model_name, recipe_key, seed),
-        build,
-        pool,
-        recipe,
-        seed,
-        callbacks("original", seed),
-    )
-    retain = to_tensors(bundle, retain_set, device)
-    retrain_model, retrain_seconds = cache.trained(
-        "retrain",
-        (bundle.name, ids_sha256(retain_set.ids.tolist()), model_name, recipe_key, seed),
-        build,
-        retain,
-        recipe,
-        seed,
-        callbacks("retrain", seed),
-    )
-    task = UnlearningTask(
-        original=original,
-        forget=to_tensors(bundle, forget_set, device),
-        retain=retain,
-        num_classes=bundle.num_classes,
+    context = RunContext.create(
+        config,
+        bundle,
+        forgotten_classes=manifest.forgotten_classes,
+        scenario=request.scenario,
         seed=seed,
-        build_model=build,
-        train_config=recipe,
-        val=to_tensors(bundle, split.val, device) if len(split.val) else None,
+        architecture=request.model,
+        device=device,
+    )
+    original, _ = cache.trained("original", context, split.pool, callbacks("original", seed))
+    retrain_model, retrain_seconds = cache.trained("retrain", context, retain_set, callbacks("retrain", seed))
+    task = context.unlearning_task(
+        original,
+        retain=context.tensors(retain_set),
+        forget=context.tensors(forget_set),
+        val=context.tensors(split.val) if len(split.val) else None,
     )
     return PreparedSeed(
-        bundle=bundle,
+        context=context,
         split=split,
         manifest=manifest,
         task=task,
-        test=to_tensors(bundle, split.test, device),
+        test=context.tensors(split.test),
         retrain_model=retrain_model,
         retrain_seconds=retrain_seconds,
     )
@@ -178,21 +145,20 @@ def prepare_seed(
 def evaluate_prepared(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float | None]:
     """All metrics of both protocols for one model on one seed's data, in percent."""
     task = prepared.task
-    return evaluate_model(
-        model, task.retain, task.forget, prepared.test, prepared.manifest.forgotten_classes, task.seed, batch_size
-    )
+    return prepared.context.evaluate(model, task.retain, task.forget, prepared.test, batch_size)
 
 
 def run_method(
     method: str, prepared: PreparedSeed, request: BenchRequest, callbacks: Sequence[Callback]
 ) -> tuple[torch.nn.Module, float]:
-    """(model, RTE seconds) of one method on one seed; retrain reuses the cached reference."""
+    """(model, RTE seconds) of one method on one seed; retrain reuses the cached reference.
+
+    The method's settings come from ``request.config`` (tuning swaps in a config per grid point).
+    """
     if method == "retrain":
         return prepared.retrain_model, prepared.retrain_seconds
-    spec = get_method(method)
-    kind = "class" if prepared.manifest.forgotten_classes else "sample"
-    settings = request.config.unlearn.settings(spec.section, prepared.bundle.name, kind, method, request.scenario)
-    result = build_unlearner(method, settings)(prepared.task, callbacks)
+    context = RunContext(**{**prepared.context.__dict__, "config": request.config})
+    result = context.unlearn(method, prepared.task, callbacks)
     return result.model, result.seconds
 
 
@@ -211,12 +177,8 @@ def run_bench(
     Retrain reference's included when it is trained in the same run, is then measured next to one other busy
     process, so time ratios stay like-for-like; absolute seconds are not comparable to ``jobs = 1`` runs.
     """
-    for method in request.methods:  # fail on an unknown name or a bad setting before any training
-        spec = get_method(method)
-        for kind in ("class", "sample"):
-            build_config(
-                method, request.config.unlearn.settings(spec.section, request.dataset, kind, method, request.scenario)
-            )
+    for method in request.methods:  # fail on an unknown name before any training (settings validate on load)
+        get_method(method)
     manifest_dir = out_dir / "manifests" if out_dir else None
     if jobs > 1:
         return _run_parallel(request, manifest_dir, jobs, on_row)

@@ -89,7 +89,7 @@ def tune_method(
     batch = request.config.bench.eval_batch_size
     prepared_seeds = [prepare_seed(request, bundle, seed, device, cache, lambda m, s: ()) for seed in request.seeds]
     references = [validation_metrics(p.retrain_model, p, batch) for p in prepared_seeds]
-    kinds = {"class" if p.manifest.forgotten_classes else "sample" for p in prepared_seeds}
+    kinds = {p.context.forget_kind for p in prepared_seeds}
     if len(kinds) != 1:
         raise ValueError(f"the scenario forgets whole classes for some seeds only ({request.scenario})")
     kind = kinds.pop()
@@ -112,7 +112,7 @@ def _with_settings(
 ) -> BenchRequest:
     """A copy of ``request`` whose config holds ``settings`` as the selected layer of this method and scenario."""
     document = request.config.model_dump()
-    document["unlearn"]["selected"].setdefault(dataset, {}).setdefault(scenario, {})[method] = dict(settings)
+    document["unlearn"]["tuned"].setdefault(dataset, {}).setdefault(scenario, {})[method] = dict(settings)
     config = type(request.config).model_validate(document)
     return BenchRequest(**{**request.__dict__, "config": config})
 

@@ -58,7 +58,12 @@ def image_set_bytes(images: ImageSet) -> bytes:
 def read_image_set(path: Path) -> ImageSet:
     if not path.exists():
         raise DataError(f"{path} is missing; run the pipeline once to materialise the dataset")
-    with np.load(path, allow_pickle=False) as archive:
+    return image_set_from_bytes(path.read_bytes())
+
+
+def image_set_from_bytes(payload: bytes) -> ImageSet:
+    """The inverse of ``image_set_bytes`` (also for an old version read back from DVC)."""
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
         return ImageSet(ids=archive["ids"], images=archive["images"], labels=archive["labels"].astype(np.int64))
 
 

@@ -7,24 +7,20 @@ that batch (its ``parent_git_rev``) through DVC: deleted data is never kept in t
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from components.adapters.versioning import DataVersioning
 from components.config import PipelineConfig
 from components.data.types import DataError, ImageSet
-from components.deletion.store import DataStore, ForgetBatch, StoredDataset, write_json
-from components.files import write_atomically
-from components.runtime import resolve_device
-from components.stages import steps as stages
-from components.stages.report import DeletionOutcome, write_report
+from components.deletion.lineage import batch_lineage
+from components.deletion.store import DataStore, ForgetBatch, StoredDataset, image_set_from_bytes, write_json
+from components.files import write_torch
+from components.reporting import DeletionOutcome, write_deletion_report
+from components.stages import steps
 
 
 @dataclass(frozen=True)
@@ -52,19 +48,12 @@ def _parent_pool(ctx: StageContext, stored: StoredDataset, batch: ForgetBatch) -
     if batch.parent_git_rev is None:
         raise DataError(f"batch {batch.batch_id} records no parent data version; it cannot be reproduced")
     payload = DataVersioning(ctx.root).read_at(f"data/{stored.name}/pool.npz", batch.parent_git_rev)
-    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-        return ImageSet(ids=archive["ids"], images=archive["images"], labels=archive["labels"].astype(np.int64))
-
-
-def _save_model(model: torch.nn.Module, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    write_atomically(path, buffer.getvalue())
+    return image_set_from_bytes(payload)
 
 
 def stage_validate(ctx: StageContext) -> dict[str, Any]:
-    stored, _ = stages.prepare_data(ctx.config, ctx.store)
-    reports = stages.validate_data(stored)
+    stored, _ = steps.prepare_data(ctx.config, ctx.store)
+    reports = steps.validate_data(stored)
     document = {
         "dataset": stored.name,
         "success": all(r.success for r in reports),
@@ -78,54 +67,43 @@ def stage_validate(ctx: StageContext) -> dict[str, Any]:
 
 def stage_train(ctx: StageContext) -> dict[str, Any]:
     """The original model: trained on the data version before the latest batch (the current one if none)."""
-    stored, _ = stages.prepare_data(ctx.config, ctx.store)
+    stored, _ = steps.prepare_data(ctx.config, ctx.store)
     batch = _latest_batch(ctx, stored)
     pool = _parent_pool(ctx, stored, batch) if batch else stored.pool
-    model, seconds = stages.train_model(ctx.config, stored.bundle(), pool, resolve_device(ctx.config.base.device))
-    _save_model(model, ctx.out("train") / "model.pt")
+    context = steps.run_context(ctx.config, stored)
+    model, seconds = context.train(context.tensors(pool))
+    write_torch(model.state_dict(), ctx.out("train") / "model.pt")
     metrics = {"train_seconds": seconds, "pool_size": len(pool), "batch_id": batch.batch_id if batch else None}
     write_json(ctx.out("train") / "metrics.json", metrics)
     return metrics
 
 
-def _batch_data(ctx: StageContext, stored: StoredDataset) -> tuple[ForgetBatch, stages.BatchData] | None:
+def _require_batch_data(ctx: StageContext, stored: StoredDataset) -> tuple[ForgetBatch, steps.BatchData]:
     batch = _latest_batch(ctx, stored)
     if batch is None:
-        return None
-    parent = _parent_pool(ctx, stored, batch)
-    forget_mask = np.isin(parent.ids, np.asarray(batch.forget_ids))
-    data = stages.BatchData(
-        retain=parent.subset(np.flatnonzero(~forget_mask)), forget=parent.subset(np.flatnonzero(forget_mask))
-    )
-    return batch, data
-
-
-def _require_batch_data(ctx: StageContext, stored: StoredDataset) -> tuple[ForgetBatch, stages.BatchData]:
-    found = _batch_data(ctx, stored)
-    if found is None:
         raise DataError("no forget batch has been applied yet: run `mixunlearn run` with a request first")
-    return found
+    return batch, steps.split_for_batch(_parent_pool(ctx, stored, batch), batch)
 
 
 def stage_unlearn(ctx: StageContext) -> dict[str, Any]:
     stored = ctx.store.load(ctx.config.base.dataset)
     batch, data = _require_batch_data(ctx, stored)
-    bundle = stored.bundle()
-    original = stages.load_state(ctx.out("train") / "model.pt", stages.model_builder(ctx.config, bundle))
-    device = resolve_device(ctx.config.base.device)
-    result = stages.unlearn(ctx.config, bundle, original.to(device), data, batch.forgotten_classes, device)
-    _save_model(result.model, ctx.out("unlearn") / "model.pt")
-    metrics = {"rte_seconds": result.seconds, "batch_id": batch.batch_id, "method": ctx.config.pipeline.method}
+    context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
+    original = steps.load_state(ctx.out("train") / "model.pt", context.build_model())
+    method = ctx.config.pipeline.method
+    task = context.unlearning_task(original, retain=context.tensors(data.retain), forget=context.tensors(data.forget))
+    result = context.unlearn(method, task)
+    write_torch(result.model.state_dict(), ctx.out("unlearn") / "model.pt")
+    metrics = {"rte_seconds": result.seconds, "batch_id": batch.batch_id, "method": method}
     write_json(ctx.out("unlearn") / "metrics.json", metrics)
     return metrics
 
 
 def stage_retrain(ctx: StageContext) -> dict[str, Any]:
     stored = ctx.store.load(ctx.config.base.dataset)
-    model, seconds = stages.train_model(
-        ctx.config, stored.bundle(), stored.pool, resolve_device(ctx.config.base.device)
-    )
-    _save_model(model, ctx.out("retrain") / "model.pt")
+    context = steps.run_context(ctx.config, stored)
+    model, seconds = context.train(context.tensors(stored.pool))
+    write_torch(model.state_dict(), ctx.out("retrain") / "model.pt")
     metrics = {"train_seconds": seconds, "pool_size": len(stored.pool)}
     write_json(ctx.out("retrain") / "metrics.json", metrics)
     return metrics
@@ -134,28 +112,21 @@ def stage_retrain(ctx: StageContext) -> dict[str, Any]:
 def stage_verify(ctx: StageContext) -> dict[str, Any]:
     stored = ctx.store.load(ctx.config.base.dataset)
     batch, data = _require_batch_data(ctx, stored)
-    bundle = stored.bundle()
-    device = resolve_device(ctx.config.base.device)
+    context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
+    method = ctx.config.pipeline.method
     models = {
-        ctx.config.pipeline.method: ctx.out("unlearn") / "model.pt",
+        method: ctx.out("unlearn") / "model.pt",
         "retrain": ctx.out("retrain") / "model.pt",
         "original": ctx.out("train") / "model.pt",
     }
+    retain, forget, test = (context.tensors(images) for images in (data.retain, data.forget, stored.test))
     metrics = {
-        name: stages.evaluate(
-            stages.load_state(path, stages.model_builder(ctx.config, bundle)),
-            bundle,
-            data,
-            stored.test,
-            batch.forgotten_classes,
-            ctx.config.base.seed,
-            device,
-        )
+        name: context.evaluate(steps.load_state(path, context.build_model()), retain, forget, test)
         for name, path in models.items()
     }
-    verdict = stages.verify(ctx.config, metrics[ctx.config.pipeline.method], metrics["retrain"])
+    verdict = steps.verify(ctx.config, metrics[method], metrics["retrain"])
     seconds = {
-        ctx.config.pipeline.method: json.loads((ctx.out("unlearn") / "metrics.json").read_text())["rte_seconds"],
+        method: json.loads((ctx.out("unlearn") / "metrics.json").read_text())["rte_seconds"],
         "retrain": json.loads((ctx.out("retrain") / "metrics.json").read_text())["train_seconds"],
         "original": 0.0,
     }
@@ -167,15 +138,10 @@ def stage_verify(ctx: StageContext) -> dict[str, Any]:
         previous_version=None,
         metrics=metrics,
         seconds=seconds,
-        lineage={
-            "forget_batch_id": batch.batch_id,
-            "forget_manifest_sha256": batch.sha256,
-            "parent_git_rev": batch.parent_git_rev or "",
-            "parent_data_md5": batch.parent_data_md5 or "",
-        },
+        lineage=batch_lineage(batch),
     )
     out = ctx.out("verify")
-    write_report(outcome, out, "dvc-repro", "none")
+    write_deletion_report(outcome, out, "dvc-repro", "none")
     document = {
         "passed": verdict.passed,
         "summary": verdict.summary(),

@@ -44,7 +44,8 @@ def test_repository_method_settings_validate() -> None:
     config = load_config(REPO_PARAMS)
     # when / then
     for name, spec in METHODS.items():
-        build_config(name, config.unlearn.settings(spec.section, config.base.dataset))
+        for kind in ("class", "sample"):
+            build_config(name, config.unlearn.settings(spec.section, config.base.dataset, kind, name))
 
 
 def test_no_file_gives_the_defaults() -> None:
@@ -78,7 +79,7 @@ def test_overrides_apply_nested_new_keys_and_yaml_values() -> None:
         [
             "train.recipes.digits.epochs=3",  # nested, existing
             "train.recipes.mnist.lr=0.01",  # new recipe entry
-            "unlearn.datasets.digits.mixunlearn.tau_mix=5",  # new nested mapping
+            "unlearn.kinds.sample.mixunlearn.tau_mix=5",  # nested, new key
             "bench.seeds=[0, 1, 2]",  # YAML list
             "base.data_dir=null",  # YAML null
             "base.seed=7",
@@ -89,8 +90,8 @@ def test_overrides_apply_nested_new_keys_and_yaml_values() -> None:
     assert config.train.recipe("digits").epochs == 3
     assert config.train.recipe("digits").lr == 1.0e-3  # the sibling keys are kept
     assert config.train.recipe("mnist").lr == 0.01
-    assert config.unlearn.settings("mixunlearn", "digits")["tau_mix"] == 5
-    assert config.unlearn.settings("mixunlearn", "digits")["tau"] == 16.0  # defaults layer kept beside it
+    assert config.unlearn.settings("mixunlearn", "digits", "sample")["tau_mix"] == 5
+    assert config.unlearn.settings("mixunlearn", "digits", "sample")["lr"] == 1.0e-4  # the sibling keys are kept
     assert config.bench.seeds == [0, 1, 2]
     assert config.base.data_dir is None
     assert config.base.seed == 7
@@ -172,16 +173,16 @@ def test_recipe_falls_back_to_default() -> None:
     assert TrainSection(recipes={"digits": TrainConfig(epochs=9)}).recipe("mnist") == TrainConfig()
 
 
-def test_unlearn_settings_merge_defaults_then_dataset_entries() -> None:
+def test_unlearn_settings_merge_defaults_then_the_kinds_entry() -> None:
     # given
     section = UnlearnSection(
         defaults={"mixunlearn": {"lr": 1e-4, "epochs": 5, "tau_mix": 1.0}, "other": {"x": 1}},
-        datasets={"digits": {"mixunlearn": {"lr": 1e-3, "omega": 2.0}}, "svhn": {"other": {"x": 2}}},
+        kinds={"class": {"mixunlearn": {"lr": 1e-3, "omega": 2.0}}, "sample": {"other": {"x": 2}}},
     )
-    # when / then: dataset entries win key by key, the other defaults stay
-    assert section.settings("mixunlearn", "digits") == {"lr": 1e-3, "epochs": 5, "tau_mix": 1.0, "omega": 2.0}
-    assert section.settings("mixunlearn", "svhn") == {"lr": 1e-4, "epochs": 5, "tau_mix": 1.0}
-    assert section.settings("other", "svhn") == {"x": 2}
+    # when / then: the kind's entries win key by key, the other defaults stay
+    assert section.settings("mixunlearn", "digits", "class") == {"lr": 1e-3, "epochs": 5, "tau_mix": 1.0, "omega": 2.0}
+    assert section.settings("mixunlearn", "digits", "sample") == {"lr": 1e-4, "epochs": 5, "tau_mix": 1.0}
+    assert section.settings("other", "digits", "sample") == {"x": 2}
     assert section.settings("absent", "digits") == {}
 
 

@@ -1,4 +1,5 @@
-"""Method settings: the merge order of ``UnlearnSection.settings`` and the validation-tuned ``selected`` layer."""
+"""Method settings: the precedence of ``UnlearnSection.settings`` (defaults -> kinds -> tuned -> --set), the tuned
+file, and validation of every method's settings when the configuration loads."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import UnlearnSection, load_config
+from components.config import ConfigError, UnlearnSection, load_config
 from components.unlearning.base import build_config
 from components.unlearning.mixunlearn import MixUnlearnConfig
 
-LAYER_KEYS = ("defaults", "kind", "dataset", "dataset_kind", "selected")
+LAYER_KEYS = ("defaults", "kind", "tuned")
 
 
 def every_layer() -> UnlearnSection:
@@ -19,20 +20,14 @@ def every_layer() -> UnlearnSection:
     return UnlearnSection(
         defaults={"mixunlearn": dict.fromkeys(LAYER_KEYS, "defaults")},
         kinds={"class": {"mixunlearn": dict.fromkeys(LAYER_KEYS[1:], "kind")}},
-        datasets={
-            "digits": {
-                "mixunlearn": dict.fromkeys(LAYER_KEYS[2:], "dataset"),
-                "kinds": {"class": {"mixunlearn": dict.fromkeys(LAYER_KEYS[3:], "dataset_kind")}},
-            }
-        },
-        selected={"digits": {"class": {"mixunlearn": {"selected": "selected"}}}},
+        tuned={"digits": {"class": {"mixunlearn": {"tuned": "tuned"}}}},
     )
 
 
 def test_settings_merge_every_layer_in_order() -> None:
     # when
     merged = every_layer().settings("mixunlearn", "digits", "class", "mixunlearn")
-    # then: defaults -> kinds -> datasets -> datasets.kinds -> selected, later wins
+    # then: defaults -> kinds -> tuned, later wins
     assert merged == {key: key for key in LAYER_KEYS}
 
 
@@ -43,15 +38,28 @@ def test_layers_of_another_kind_or_dataset_do_not_apply() -> None:
     sample = section.settings("mixunlearn", "digits", "sample", "mixunlearn")
     other = section.settings("mixunlearn", "svhn", "class", "mixunlearn")
     # then
-    assert sample == {**dict.fromkeys(LAYER_KEYS, "defaults"), **dict.fromkeys(LAYER_KEYS[2:], "dataset")}
+    assert sample == dict.fromkeys(LAYER_KEYS, "defaults")
     assert other == {**dict.fromkeys(LAYER_KEYS, "defaults"), **dict.fromkeys(LAYER_KEYS[1:], "kind")}
+
+
+def test_pinned_keys_are_never_taken_from_the_tuned_layer() -> None:
+    # given tuned lr and tau, with lr and tau_gen pinned by --set
+    section = UnlearnSection(
+        defaults={"mixunlearn": {"lr": 1.0, "tau_gen": 2.0}},
+        tuned={"digits": {"class": {"mixunlearn": {"lr": 9.0, "tau": 9.0, "epochs": 9}}}},
+        pinned={"mixunlearn": ["lr", "tau_gen"]},
+    )
+    # when
+    merged = section.settings("mixunlearn", "digits", "class", "mixunlearn")
+    # then: pinning one temperature pins its shorthand too; unpinned tuned keys still apply
+    assert merged == {"lr": 1.0, "tau_gen": 2.0, "epochs": 9}
 
 
 def test_scenario_entry_beats_kind_entry() -> None:
     # given both a kind entry and a scenario entry for digits
     section = UnlearnSection(
         defaults={"mixunlearn": {"lr": 1.0, "tau": 1.0}},
-        selected={
+        tuned={
             "digits": {
                 "class": {"mixunlearn": {"lr": 2.0, "epochs": 7}},
                 "class:0": {"mixunlearn": {"lr": 3.0}},
@@ -72,9 +80,7 @@ def test_ablation_without_its_own_entry_uses_the_sections_entry() -> None:
     # given tuned entries for the full method and for lmix, none for mixunlearn_no_mix
     section = UnlearnSection(
         defaults={"mixunlearn": {"lr": 1.0, "epochs": 5}},
-        selected={
-            "digits": {"data:0.4:5-9": {"mixunlearn": {"lr": 2.0, "tau": 4.0}, "lmix": {"lr": 3.0, "tau": 16.0}}}
-        },
+        tuned={"digits": {"data:0.4:5-9": {"mixunlearn": {"lr": 2.0, "tau": 4.0}, "lmix": {"lr": 3.0, "tau": 16.0}}}},
     )
     scenario = "data:0.4:5-9"
     # when
@@ -86,9 +92,9 @@ def test_ablation_without_its_own_entry_uses_the_sections_entry() -> None:
     assert lmix == {"lr": 3.0, "epochs": 5, "tau": 16.0}
 
 
-def test_selected_entry_of_another_dataset_does_not_apply() -> None:
+def test_tuned_entry_of_another_dataset_does_not_apply() -> None:
     # given
-    section = UnlearnSection(selected={"fashion_mnist": {"class:0": {"mixunlearn": {"lr": 9.0}}}})
+    section = UnlearnSection(tuned={"fashion_mnist": {"class:0": {"mixunlearn": {"lr": 9.0}}}})
     # when / then
     assert section.settings("mixunlearn", "digits", "class", "mixunlearn", "class:0") == {}
 
@@ -122,51 +128,103 @@ def _write(path: Path, document: object) -> Path:
     return path
 
 
-SELECTED = {"digits": {"class:0": {"mixunlearn": {"lr": 0.001, "tau": 4.0}}}}
+TUNED = {"digits": {"class:0": {"mixunlearn": {"lr": 0.001, "tau": 4.0}}}}
 
 
-def test_load_config_reads_selected_file_relative_to_the_params_file(
+def test_load_config_reads_the_tuned_file_relative_to_the_params_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given params.yaml in conf/ naming tuned/selected.yaml, and a decoy at the same path relative to the cwd
-    params = _write(tmp_path / "conf" / "params.yaml", {"unlearn": {"selected_file": "tuned/selected.yaml"}})
-    _write(tmp_path / "conf" / "tuned" / "selected.yaml", SELECTED)
-    _write(tmp_path / "cwd" / "tuned" / "selected.yaml", {"digits": {"class:0": {"mixunlearn": {"lr": 9.0}}}})
+    # given params.yaml in conf/ naming tuned/tuned.yaml, and a decoy at the same path relative to the cwd
+    params = _write(tmp_path / "conf" / "params.yaml", {"unlearn": {"tuned_file": "tuned/tuned.yaml"}})
+    _write(tmp_path / "conf" / "tuned" / "tuned.yaml", TUNED)
+    _write(tmp_path / "cwd" / "tuned" / "tuned.yaml", {"digits": {"class:0": {"mixunlearn": {"lr": 9.0}}}})
     monkeypatch.chdir(tmp_path / "cwd")
     # when
     config = load_config(params)
     # then
-    assert config.unlearn.selected == SELECTED
+    assert config.unlearn.tuned == TUNED
     assert config.unlearn.settings("mixunlearn", "digits", "class", "mixunlearn", "class:0") == {
         "lr": 0.001,
         "tau": 4.0,
     }
 
 
-def test_load_config_skips_an_absent_selected_file(tmp_path: Path) -> None:
+def test_load_config_skips_an_absent_tuned_file(tmp_path: Path) -> None:
     # given
-    params = _write(tmp_path / "params.yaml", {"unlearn": {"selected_file": "missing/selected.yaml"}})
+    params = _write(tmp_path / "params.yaml", {"unlearn": {"tuned_file": "missing/tuned.yaml"}})
     # when
     config = load_config(params)
     # then
-    assert config.unlearn.selected == {}
-    assert config.unlearn.selected_file == "missing/selected.yaml"
+    assert config.unlearn.tuned == {}
+    assert config.unlearn.tuned_file == "missing/tuned.yaml"
 
 
-def test_explicit_selected_wins_over_the_selected_file(tmp_path: Path) -> None:
-    # given a selected file, and a selected entry set by an override
-    params = _write(tmp_path / "params.yaml", {"unlearn": {"selected_file": "selected.yaml"}})
-    _write(tmp_path / "selected.yaml", SELECTED)
+def test_explicit_tuned_wins_over_the_tuned_file(tmp_path: Path) -> None:
+    # given a tuned file, and a tuned entry set by an override
+    params = _write(tmp_path / "params.yaml", {"unlearn": {"tuned_file": "tuned.yaml"}})
+    _write(tmp_path / "tuned.yaml", TUNED)
     # when
-    config = load_config(params, ["unlearn.selected.digits.class.mixunlearn.lr=0.5"])
+    config = load_config(params, ["unlearn.tuned.digits.class.mixunlearn.lr=0.5"])
     # then: the file is not read at all
-    assert config.unlearn.selected == {"digits": {"class": {"mixunlearn": {"lr": 0.5}}}}
+    assert config.unlearn.tuned == {"digits": {"class": {"mixunlearn": {"lr": 0.5}}}}
 
 
-def test_malformed_selected_file_is_a_config_error(tmp_path: Path) -> None:
+def test_malformed_tuned_file_is_a_config_error(tmp_path: Path) -> None:
     # given
-    params = _write(tmp_path / "params.yaml", {"unlearn": {"selected_file": "selected.yaml"}})
-    (tmp_path / "selected.yaml").write_text("- just\n- a list\n")
+    params = _write(tmp_path / "params.yaml", {"unlearn": {"tuned_file": "tuned.yaml"}})
+    (tmp_path / "tuned.yaml").write_text("- just\n- a list\n")
     # when / then
-    with pytest.raises(ValueError, match=r"selected\.yaml must hold a mapping"):
+    with pytest.raises(ValueError, match=r"tuned\.yaml must hold a mapping"):
         load_config(params)
+
+
+def test_set_wins_over_the_tuned_file(tmp_path: Path) -> None:
+    # given a tuned tau for class:0 and an explicit --set of tau
+    params = _write(tmp_path / "params.yaml", {"unlearn": {"tuned_file": "tuned.yaml"}})
+    _write(tmp_path / "tuned.yaml", TUNED)
+    # when
+    config = load_config(params, ["unlearn.defaults.mixunlearn.tau=2.0"])
+    # then: the --set value wins; the tuned lr (not set) still applies
+    settings = config.unlearn.settings("mixunlearn", "digits", "class", "mixunlearn", "class:0")
+    assert settings == {"tau": 2.0, "lr": 0.001}
+    assert config.unlearn.pinned == {"mixunlearn": ["tau"]}
+
+
+def test_method_config_is_the_typed_validated_config(tmp_path: Path) -> None:
+    # given
+    params = _write(tmp_path / "params.yaml", {"unlearn": {"tuned_file": "tuned.yaml"}})
+    _write(tmp_path / "tuned.yaml", TUNED)
+    # when
+    config = load_config(params).unlearn.method_config("mixunlearn", "digits", "class", "class:0")
+    # then
+    assert isinstance(config, MixUnlearnConfig)
+    assert (config.lr, config.tau_mix) == (0.001, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["unlearn.kinds.class.mixunlearn.lr=-1"], r"unlearn\.kinds\.class\.mixunlearn\.lr .*greater than 0"),
+        (["unlearn.defaults.mixunlearn.bogus=1"], r"unlearn\.kinds\.\w+\.mixunlearn\.bogus"),
+        (["unlearn.defaults.nosuch.lr=1"], r"unknown method section 'nosuch'"),
+        (["unlearn.tuned.digits.class:0.mixunlearn.epochs=0"], r"unlearn\.tuned: digits\.class:0\.mixunlearn\.epochs"),
+        (["unlearn.tuned.digits.class:0.nosuch.lr=1"], r"names unknown method 'nosuch'"),
+    ],
+)
+def test_bad_method_settings_fail_when_the_config_loads(overrides: list[str], message: str) -> None:
+    # when / then: one line naming the setting, before any data is read or model trained
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(None, overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_a_defaults_key_that_both_kinds_set_is_an_error() -> None:
+    # given: both kinds set epochs, so a default epochs could never take effect
+    overrides = [
+        "unlearn.kinds.class.mixunlearn.epochs=3",
+        "unlearn.kinds.sample.mixunlearn.epochs=1",
+        "unlearn.defaults.mixunlearn.epochs=5",
+    ]
+    # when / then
+    with pytest.raises(ConfigError, match=r"unlearn\.defaults\.mixunlearn\.epochs never takes effect"):
+        load_config(None, overrides)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from components.adapters.tracking import TrackingStore
+from components.adapters.tracking import TrackingStore, default_artifact_location, default_tracking_uri
 from components.config import PipelineConfig, load_config
 from components.deletion.store import DataStore
 
@@ -52,7 +52,6 @@ _UNSET = (
 SHRUNK = (
     "base.device=cpu",
     "train.recipes.digits.epochs=3",
-    "unlearn.defaults.mixunlearn.epochs=3",
 )
 LENIENT_GATES = tuple(
     f"verify.{field}=100"
@@ -114,7 +113,9 @@ class Project:
 
     def tracking(self) -> TrackingStore:
         """The MLflow store the flow uses by default: SQLite under ``<root>/mlflow``."""
-        return TrackingStore.at_root(self.root, self.config.pipeline.experiment)
+        return TrackingStore(
+            default_tracking_uri(self.root), self.config.pipeline.experiment, default_artifact_location(self.root)
+        )
 
     def git(self, *args: str) -> str:
         return git(self.root, *args)

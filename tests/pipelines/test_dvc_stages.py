@@ -19,8 +19,10 @@ from components.cli import app
 from components.data.types import DataError
 from components.stages import steps as stages
 from components.stages.repro import STAGES, StageContext
+from tests.helpers.mlflow_reader import child_runs
 
 pytestmark = pytest.mark.integration
+# `slow` marks the tests that read `repro`: one flow run plus the five stages (~15 s)
 
 ORDER = ("validate", "train", "unlearn", "retrain", "verify")
 ARTIFACTS = "dvc-out"
@@ -58,7 +60,7 @@ class Repro:
         """Metrics of one child run of the flow's parent run, read back from MLflow."""
         tracking = self.project.tracking()
         parent_id = tracking.version_tags(self.project.model_name, self.summary.version)["pipeline_run_id"]
-        (child,) = [run for run in tracking.child_runs(parent_id) if run.name == run_name]
+        (child,) = [run for run in child_runs(tracking, parent_id) if run.name == run_name]
         return child.metrics
 
 
@@ -77,6 +79,7 @@ def test_stages_are_the_five_of_dvc_yaml() -> None:
     assert tuple(STAGES) == ORDER
 
 
+@pytest.mark.slow
 def test_every_stage_writes_its_outputs_under_the_configured_artifacts_dir(repro: Repro) -> None:
     for relative in OUTPUTS:
         assert (repro.out / relative).is_file(), relative
@@ -85,12 +88,14 @@ def test_every_stage_writes_its_outputs_under_the_configured_artifacts_dir(repro
     assert not any((default / stage).exists() for stage in ORDER)
 
 
+@pytest.mark.slow
 def test_validate_reports_success(repro: Repro) -> None:
     report = json.loads((repro.out / "validate" / "report.json").read_text())
     assert report == repro.results["validate"]
     assert (report["dataset"], report["success"], report["failures"]) == ("digits", True, [])
 
 
+@pytest.mark.slow
 def test_train_uses_the_data_version_before_the_batch(repro: Repro) -> None:
     # given the current (post-batch) pool and the batch
     stored = repro.project.store.load("digits")
@@ -103,6 +108,7 @@ def test_train_uses_the_data_version_before_the_batch(repro: Repro) -> None:
     assert repro.results["unlearn"]["rte_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_verdict_has_the_five_gates_and_agrees_with_the_flow(repro: Repro) -> None:
     verdict = repro.verdict()
     assert set(verdict["gates"]) == GATES
@@ -113,6 +119,7 @@ def test_verdict_has_the_five_gates_and_agrees_with_the_flow(repro: Repro) -> No
     assert verdict == repro.results["verify"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "run_name"),
     [("mixunlearn", "evaluate-unlearned"), ("retrain", "evaluate-retrain"), ("original", "evaluate-original")],
@@ -129,6 +136,7 @@ def test_stage_metrics_equal_the_metrics_the_flow_logged(repro: Repro, model: st
         assert value == pytest.approx(logged[name], abs=1e-6), name
 
 
+@pytest.mark.slow
 def test_verify_report_names_the_batch(repro: Repro) -> None:
     (batch,) = repro.project.store.batches("digits")
     text = (repro.out / "verify" / "report.md").read_text()

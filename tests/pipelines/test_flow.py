@@ -25,9 +25,11 @@ from components.adapters.versioning import DataSnapshot, DataVersioning
 from components.data.types import ImageSet
 from components.deletion.store import ForgetBatch, ForgetRequest, image_set_bytes
 from components.files import write_atomically
-from components.stages import steps as stages
+from components.models.backbones import Backbone
+from components.stages import steps
+from tests.helpers.mlflow_reader import artifact_paths, child_runs, get_run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # every test runs the flow (Prefect server, 3 models)
 
 STAGE_RUNS = {
     "validate-data",
@@ -193,8 +195,8 @@ def test_parent_run_has_a_child_run_per_stage(passed: FlowRun) -> None:
     tracking = project.tracking()
     parent_id = tracking.version_tags("mixunlearn-digits", passed.summary.version)["pipeline_run_id"]
 
-    parent = tracking.get_run(parent_id)
-    children = tracking.child_runs(parent_id)
+    parent = get_run(tracking, parent_id)
+    children = child_runs(tracking, parent_id)
 
     assert parent.name == "deletion-batch-digits"
     assert parent.status == "FINISHED"
@@ -220,7 +222,7 @@ def test_report_is_written_and_logged(passed: FlowRun) -> None:
     assert (report.parent / "metrics.png").stat().st_size > 0
     assert "| retrain |" in summary.metrics_table
     parent_id = project.tracking().version_tags("mixunlearn-digits", summary.version)["pipeline_run_id"]
-    assert {"report/report.md", "report/metrics.png"} <= set(project.tracking().artifact_paths(parent_id))
+    assert {"report/report.md", "report/metrics.png"} <= set(artifact_paths(project.tracking(), parent_id))
 
 
 def test_retrain_reference_is_registered_once_and_reused(passed: FlowRun) -> None:
@@ -234,24 +236,26 @@ def test_retrain_reference_is_registered_once_and_reused(passed: FlowRun) -> Non
     (reference,) = tracking.find_versions("mixunlearn-digits-retrain")
     tags = tracking.version_tags("mixunlearn-digits-retrain", reference.version)
     stored = project.store.load("digits")
-    recipe = tasks.recipe_tags(project.config, stored)
+    context = steps.run_context(project.config, stored)
+    recipe = context.recipe_tags()
     assert tags["data_md5"] == passed.summary.data_md5
     assert tags["recipe_sha256"] == recipe["recipe_sha256"]
     assert tags["seed"] == str(project.config.base.seed) == "0"
+    assert tags["training_code_sha256"] == recipe["training_code_sha256"]
     assert tags["source"] == "retrain"
 
     # when the reference task runs again for the same data version
     snapshot = DataSnapshot(md5=passed.summary.data_md5, git_rev=project.head(), dvc_file="data.dvc")
     env = open_environment(project.config, project.root)
     with disable_run_logger():
-        model, ref, seconds, trained = tasks.retrain_reference.fn(project.config, env, stored, snapshot)
+        model, ref, seconds, trained = tasks.retrain_reference.fn(context, env, stored, snapshot)
 
     # then it loads the registered version instead of training a new one
     assert trained is False
     assert ref.version == reference.version
     assert seconds == pytest.approx(float(tags["train_seconds"]))
     assert version_numbers(project, "mixunlearn-digits-retrain") == ["1"]
-    assert isinstance(model, stages.Backbone)
+    assert isinstance(model, Backbone)
 
 
 def test_rerun_with_nothing_pending_changes_nothing(passed: FlowRun) -> None:
@@ -361,7 +365,7 @@ def test_data_contract_failure_stops_the_run_before_any_model(
 ) -> None:
     # given a materialised dataset whose pool holds a label outside range(10), written by the store's own writer
     project = new_project("contract")
-    stages.prepare_data(project.config, project.store)
+    steps.prepare_data(project.config, project.store)
     pool_path = project.root / "data" / "digits" / "pool.npz"
     pool = project.store.load("digits").pool
     labels = pool.labels.copy()

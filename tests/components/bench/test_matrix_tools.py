@@ -115,6 +115,7 @@ def test_merge_refuses_mixed_scenarios(
     assert not (tmp_path / "merged").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch (~3.5 s); the merge logic is tested in-process above
 def test_merge_script_exits_non_zero_from_the_command_line(tmp_path: Path) -> None:
     # given
     first = write(tmp_path / "class.json", per_seed_document(0, "class:0"))

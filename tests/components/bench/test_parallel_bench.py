@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,12 @@ from components.bench.harness import BenchRequest, run_bench
 from components.config import load_config
 
 REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
-SHRINK = ["train.recipes.digits.epochs=2", "unlearn.defaults.mixunlearn.epochs=1", "base.device=cpu"]
+SHRINK = ["train.recipes.digits.epochs=2", "base.device=cpu"]
 METHODS = ("original", "retrain", "mixunlearn")
 SEEDS = (0, 1)
 JOBS = 2
+
+pytestmark = pytest.mark.slow  # trains and evaluates 2 seeds x 3 methods twice (~10 s)
 
 
 @pytest.fixture
@@ -52,6 +55,11 @@ def test_parallel_rows_equal_sequential_rows_but_for_seconds(tmp_path: Path, wor
         assert (tmp_path / "par" / "manifests" / name).read_text() == (
             tmp_path / "seq" / "manifests" / name
         ).read_text()
-    # and the two seeds really are different cells (the comparison is not vacuous)
-    by_cell = {(row["method"], row["seed"]): row for row in sequential}
-    assert by_cell[("mixunlearn", 0)]["train_f"] != by_cell[("mixunlearn", 1)]["train_f"]
+    # and the two seeds really are different cells (the comparison is not vacuous): by construction each seed draws
+    # its own forget set, so the manifests name different sample IDs (metrics such as train_f may still coincide)
+    forget_ids = [
+        set(json.loads((tmp_path / "seq" / "manifests" / f"forget-seed{seed}.json").read_text())["ids"])
+        for seed in SEEDS
+    ]
+    assert all(forget_ids)
+    assert forget_ids[0] != forget_ids[1]

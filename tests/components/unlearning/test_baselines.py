@@ -282,7 +282,7 @@ def test_bench_grids_validate_against_the_method_configs() -> None:
     import components.unlearning  # noqa: F401  (registers mixunlearn and its variants)
     from components.bench.tuning import expand_grid, load_grids
 
-    grids = load_grids(Path(__file__).resolve().parents[3] / "bench" / "grids.yaml")
+    grids = load_grids(Path(__file__).resolve().parents[3] / "grids.yaml")
     assert set(BASELINES) | {"mixunlearn"} <= set(grids)
     for name, grid in grids.items():
         points = expand_grid(grid)

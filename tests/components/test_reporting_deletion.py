@@ -1,6 +1,6 @@
-"""The deletion report (components/pipeline/report.py): verdict table, serving model, metrics beside Retrain, lineage.
+"""The deletion report (components/reporting.py): verdict table, serving model, metrics beside Retrain, lineage.
 
-(Named test_deletion_report.py because tests/components/bench/test_report.py already owns that basename.)
+(The benchmark side of the same module is tested in test_reporting.py.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from components.deletion.store import ForgetBatch
-from components.stages.report import DeletionOutcome, render_markdown, verdict_table, write_report
+from components.reporting import DeletionOutcome, verdict_table
+from components.reporting import render_deletion_report as render_markdown
+from components.reporting import write_deletion_report as write_report
 from components.verification.gates import GateConfig, evaluate_gates
 
 MODEL, ALIAS = "mixunlearn-digits", "champion"
@@ -134,10 +136,13 @@ def test_render_markdown_metrics_table_has_each_model_beside_retrain() -> None:
     rows = {line.split("|")[1].strip(): line for line in metrics.splitlines() if line.startswith("| ")}
     assert {"mixunlearn", "retrain", "original"} <= set(rows)
     # the unlearned model's Train_f next to Retrain's value in brackets, and MIA-Efficacy likewise
-    assert "93.50 ± 0.00 [91.50]" in rows["mixunlearn"]
-    assert "25.50 ± 0.00 [23.50]" in rows["mixunlearn"]
-    assert "98.50 ± 0.00 [91.50]" in rows["original"]
+    assert "93.50 [91.50]" in rows["mixunlearn"]
+    assert "25.50 [23.50]" in rows["mixunlearn"]
+    assert "98.50 [91.50]" in rows["original"]
     assert "[" not in rows["retrain"].split("|", 3)[3]  # Retrain's own row has no bracketed reference
+    # one measurement per model: no seed column and no spread
+    assert "Seeds" not in metrics
+    assert "±" not in metrics
     assert "![metrics](metrics.png)" in text
 
 

@@ -1,0 +1,118 @@
+"""Deletion policy as plain functions (no Prefect): batch planning with rejections and first-come deferral, model
+reuse, the reference key and the promotion decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.deletion import policy
+from components.deletion.store import DataStore, StoredDataset
+from components.verification.gates import GateCheck, Verdict
+from tests.components.deletion.test_store import make_request, pool_ids_of_class, toy_bundle
+
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> tuple[DataStore, StoredDataset]:
+    store = DataStore(tmp_path / "data")
+    store.materialise(toy_bundle(), 0.2, 0)
+    return store, store.load(toy_bundle().name)
+
+
+def test_batch_limit_is_the_floor_of_the_fraction() -> None:
+    assert policy.batch_limit(0.5, 25) == 12
+    assert policy.batch_limit(1.0, 25) == 25
+
+
+def test_plan_batch_takes_every_valid_request_and_rejects_the_bad_one(
+    stored: tuple[DataStore, StoredDataset],
+) -> None:
+    # given two valid requests and one naming an unknown ID
+    store, current = stored
+    pool = current.pool.ids.tolist()
+    pending = [
+        make_request("a", pool[:2]),
+        make_request("b", ["toy/train/99999"]),
+        make_request("c", pool[2:4]),
+    ]
+    # when
+    plan = policy.plan_batch(store, current, pending, 0.5, "md5-before", "rev-before", now=NOW)
+    # then
+    assert plan.batch is not None
+    assert plan.batch.request_ids == ("a", "c")
+    assert set(plan.batch.forget_ids) == set(pool[:4])
+    assert (plan.batch.parent_data_md5, plan.batch.parent_git_rev) == ("md5-before", "rev-before")
+    assert [rejection.request.request_id for rejection in plan.rejected] == ["b"]
+    assert any("expect_column_values_to_be_in_set" in reason for reason in plan.rejected[0].reasons)
+    assert plan.deferred == ()
+
+
+def test_requests_valid_alone_but_over_the_limit_together_are_deferred_first_come_first_served(
+    stored: tuple[DataStore, StoredDataset],
+) -> None:
+    # given: a limit of 6 samples; three requests of 4, 4 and 2 samples
+    store, current = stored
+    pool = current.pool.ids.tolist()
+    limit = policy.batch_limit(0.25, len(pool))
+    pending = [make_request("first", pool[:4]), make_request("second", pool[4:8]), make_request("third", pool[8:10])]
+    assert 4 <= limit < 8
+    # when
+    plan = policy.plan_batch(store, current, pending, 0.25, now=NOW)
+    # then: the first and (fitting) third join; the second waits for the next batch; nothing is rejected
+    assert plan.batch is not None
+    assert plan.batch.request_ids == ("first", "third")
+    assert len(plan.batch.forget_ids) <= limit
+    assert [request.request_id for request in plan.deferred] == ["second"]
+    assert plan.rejected == ()
+
+
+def test_plan_batch_without_a_valid_request_plans_nothing(stored: tuple[DataStore, StoredDataset]) -> None:
+    store, current = stored
+    plan = policy.plan_batch(store, current, [make_request("bad", ["nope"])], 0.5, now=NOW)
+    assert plan.batch is None
+    assert len(plan.rejected) == 1
+
+
+def test_a_whole_class_request_is_a_class_level_batch(stored: tuple[DataStore, StoredDataset]) -> None:
+    store, current = stored
+    plan = policy.plan_batch(store, current, [make_request("cls", pool_ids_of_class(current, 1))], 0.5, now=NOW)
+    assert plan.batch is not None
+    assert plan.batch.forgotten_classes == (1,)
+
+
+def test_serves_pool_compares_the_pool_fingerprint(stored: tuple[DataStore, StoredDataset]) -> None:
+    _, current = stored
+    fingerprint = policy.pool_fingerprint(current)
+    assert policy.serves_pool({"pool_sha256": fingerprint}, fingerprint)
+    assert not policy.serves_pool({"pool_sha256": "other"}, fingerprint)
+    assert not policy.serves_pool({}, fingerprint)
+
+
+def test_reference_key_holds_the_pool_and_every_recipe_tag() -> None:
+    key = policy.reference_key("abc", {"recipe_sha256": "r", "seed": "0", "training_code_sha256": "c"})
+    assert key == {"pool_sha256": "abc", "recipe_sha256": "r", "seed": "0", "training_code_sha256": "c"}
+
+
+@pytest.mark.parametrize(("passed", "source"), [(True, "unlearned"), (False, "retrain")])
+def test_decide_promotion_follows_the_verdict(passed: bool, source: str) -> None:
+    verdict = Verdict(checks=(GateCheck("gap_laf", 1.0 if passed else 9.0, 5.0, passed),))
+    decision = policy.decide_promotion(verdict)
+    assert decision.source == source
+    assert decision.verdict == ("pass" if passed else "fail")
+
+
+def test_a_batch_of_exactly_one_whole_class_is_that_class_scenario() -> None:
+    assert policy.tuned_scenario((3,), np.array([3, 3, 3])) == "class:3"
+
+
+@pytest.mark.parametrize(
+    ("forgotten", "labels"),
+    [((), np.array([1, 2])), ((3,), np.array([3, 1])), ((1, 2), np.array([1, 2]))],
+)
+def test_other_batches_have_no_tuned_scenario(forgotten: tuple[int, ...], labels: np.ndarray) -> None:
+    assert policy.tuned_scenario(forgotten, labels) is None
