@@ -198,7 +198,8 @@ def _describe(item: Any) -> str:
     head = f"{config.type}({', '.join(args)})"
     info = item.exception_info or {}
     if info.get("raised_exception"):
-        return f"{head}: error: {str(info.get('exception_message', '')).splitlines()[0]}"
+        message = str(info.get("exception_message") or "").strip()
+        return f"{head}: error: {message.splitlines()[0] if message else 'the expectation raised an error'}"
     result = item.result or {}
     if "unexpected_count" in result:
         values = [_plain(v) for v in result.get("partial_unexpected_list") or []]

@@ -83,7 +83,7 @@ def test_second_run_reuses_the_cached_models(first_run: FirstRun, monkeypatch: p
     def no_training(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a cached model was trained again")
 
-    monkeypatch.setattr(harness, "train_classifier", no_training)
+    monkeypatch.setattr("components.stages.context.train_classifier", no_training)
     # when
     rows = run_bench(_request(first_run.config))
     # then: the same reference models, so the same training time and the same metrics
@@ -101,7 +101,7 @@ def test_unknown_method_fails_before_any_data_or_training(monkeypatch: pytest.Mo
         raise AssertionError("work started before the method names were checked")
 
     monkeypatch.setattr(harness, "load_dataset", forbidden)
-    monkeypatch.setattr(harness, "train_classifier", forbidden)
+    monkeypatch.setattr("components.stages.context.train_classifier", forbidden)
     config = load_config(REPO_PARAMS, [*SHRINK, f"bench.cache_dir={tmp_path}"])
     # when / then
     with pytest.raises(ValueError, match="unknown method 'nope'"):

@@ -24,7 +24,7 @@ from components.config import PipelineConfig, load_config
 
 REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 SHRINK = ["train.recipes.digits.epochs=2", "base.device=cpu"]
-# epochs in the grid too: the selected layer is the only one that beats kinds.<kind>.mixunlearn.epochs
+# epochs in the grid too: the tuned layer is the only one that beats kinds.<kind>.mixunlearn.epochs
 GRID = {"epochs": [1], "lr": [1e-3, 1e-5]}
 SAMPLE_SCENARIO = "data:0.4:5-9"
 
@@ -200,7 +200,7 @@ def _cli_args(cache_dir: Path, grids: Path, selected: Path, *extra: str) -> list
         *overrides,
         "--grids",
         str(grids),
-        "--selected",
+        "--tuned",
         str(selected),
         *extra,
     ]
@@ -209,11 +209,11 @@ def _cli_args(cache_dir: Path, grids: Path, selected: Path, *extra: str) -> list
 def test_cli_tune_writes_the_winner_and_keeps_other_entries(
     shrunk: tuple[PipelineConfig, Path], tmp_path: Path
 ) -> None:
-    # given a grid file and a selected file holding entries of other scenarios, datasets and methods
+    # given a grid file and a tuned file holding entries of other scenarios, datasets and methods
     config, cache_dir = shrunk
     grids = tmp_path / "grids.yaml"
     grids.write_text(yaml.safe_dump({"mixunlearn": GRID}))
-    selected = tmp_path / "selected.yaml"
+    selected = tmp_path / "tuned.yaml"
     before = {
         "digits": {"class:0": {"ft": {"epochs": 2}}, SAMPLE_SCENARIO: {"ga": {"lr": 1e-5}}},
         "fashion_mnist": {SAMPLE_SCENARIO: {"mixunlearn": {"lr": 3e-4}}},
@@ -241,7 +241,7 @@ def test_cli_tune_grid_of_an_unknown_method_exits_2(shrunk: tuple[PipelineConfig
     _, cache_dir = shrunk
     grids = tmp_path / "grids.yaml"
     grids.write_text(yaml.safe_dump({"nope": {"lr": [1e-3]}}))
-    selected = tmp_path / "selected.yaml"
+    selected = tmp_path / "tuned.yaml"
     # when
     result = CliRunner().invoke(app, _cli_args(cache_dir, grids, selected, "--scenario", "class:0"))
     # then
@@ -258,18 +258,18 @@ def test_cli_tune_method_without_a_grid_exits_2(shrunk: tuple[PipelineConfig, Pa
     grids = tmp_path / "grids.yaml"
     grids.write_text(yaml.safe_dump({"mixunlearn": GRID}))
     # when
-    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, tmp_path / "selected.yaml", "--methods", "ft"))
+    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, tmp_path / "tuned.yaml", "--methods", "ft"))
     # then
     assert result.exit_code == 2, result.output
     assert "no grid for ft" in result.stderr
 
 
-def test_cli_tune_into_an_empty_selected_file(shrunk: tuple[PipelineConfig, Path], tmp_path: Path) -> None:
-    # given an empty selected file (e.g. created with `touch`)
+def test_cli_tune_into_an_empty_tuned_file(shrunk: tuple[PipelineConfig, Path], tmp_path: Path) -> None:
+    # given an empty tuned file (e.g. created with `touch`)
     _, cache_dir = shrunk
     grids = tmp_path / "grids.yaml"
     grids.write_text(yaml.safe_dump({"mixunlearn": {"epochs": [1], "lr": [1e-3]}}))
-    selected = tmp_path / "selected.yaml"
+    selected = tmp_path / "tuned.yaml"
     selected.touch()
     # when
     result = CliRunner().invoke(app, _cli_args(cache_dir, grids, selected, "--scenario", "class:0", "--seeds", "0"))
