@@ -127,3 +127,18 @@ def test_original_method_is_the_control_and_its_checks_equal_the_controls(contro
 
 def get_run_id(run: FlowRun) -> str:
     return run.project.tracking().version_tags("mixunlearn-digits", run.summary.version)["pipeline_run_id"]
+
+
+def test_failed_certification_falls_back_to_a_retrained_model(
+    prefect_harness: None, new_project: Callable[..., Any]
+) -> None:
+    # given intervals so narrow (1% confidence) that the forget-set excess over held-out accuracy shows
+    run = run_example(new_project, "fallback", "verify.certification.confidence=0.01")
+    tracking = run.project.tracking()
+    # then certification fails and a retrained model, registered as the reference, serves the batch
+    assert run.summary.verdict.startswith("FAIL")
+    assert run.summary.message.startswith("FAIL")
+    assert versions(run.project, REFERENCE) == ["1"]
+    tags = tracking.version_tags("mixunlearn-digits", run.summary.version)
+    assert (tags["source"], tags["verdict"]) == ("retrain", "fail")
+    assert "(retrain model; previously version 1)" in report_text(run)
