@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.training import TrainConfig
 from components.unlearning.base import MethodConfig
+from components.verification.certification import CertificationConfig
 from components.verification.gates import GateConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -149,6 +150,29 @@ class BenchSection(Section):
         return seeds
 
 
+VerifyMode = Literal["certify", "reference", "both"]
+
+
+class VerifySection(GateConfig):
+    """How a deletion batch is verified before its model may serve.
+
+    ``mode``:
+
+    - ``certify``: per-batch certification from the unlearned model's and the untouched champion's outputs on the
+      forget batch, held-out data (the validation split) and a retained sample (``certification``); no retrained
+      model unless certification fails, in which case a retrain-from-scratch model is trained and promoted;
+    - ``reference``: the gates (the inherited ``max_*`` thresholds) against a retrain-from-scratch reference
+      trained on every batch;
+    - ``both``: both, and both must pass.
+
+    ``retain_sample`` caps the retained training samples drawn (seeded) for the membership attack.
+    """
+
+    mode: VerifyMode = "certify"
+    retain_sample: int = Field(2000, ge=2)
+    certification: CertificationConfig = Field(default_factory=CertificationConfig)
+
+
 class PipelineSection(Section):
     """The deletion pipeline: which method serves deletions, registry names and request policy.
 
@@ -174,7 +198,7 @@ class PipelineConfig(Section):
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
     unlearn: UnlearnSection = Field(default_factory=UnlearnSection)
-    verify: GateConfig = Field(default_factory=GateConfig)
+    verify: VerifySection = Field(default_factory=VerifySection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     bench: BenchSection = Field(default_factory=BenchSection)
 

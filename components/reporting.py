@@ -208,13 +208,26 @@ class DeletionOutcome:
     """What one pipeline run decided: the verdict, which model now serves, and why."""
 
     batch: ForgetBatch
-    verdict: Verdict
+    verdict: Verdict | None  # the gates against the retrain reference; None when none was compared (certify mode)
     promoted_source: str  # "unlearned" or "retrain"
     promoted_version: str
     previous_version: str | None
     metrics: Mapping[str, Mapping[str, float | None]]  # model -> metrics
     seconds: Mapping[str, float]  # model -> RTE / training seconds
     lineage: Mapping[str, str] = field(default_factory=dict)
+    certification: Mapping[str, Any] | None = None  # Certification.to_document(), when certification ran
+    mode: str = "reference"  # verify.mode
+    summary_line: str | None = None  # the decision in one line (PASS/FAIL); the gates' summary when not given
+
+    @property
+    def verdict_line(self) -> str:
+        if self.summary_line is not None:
+            return self.summary_line
+        if self.verdict is not None:
+            return self.verdict.summary()
+        if self.certification is not None:
+            return str(self.certification["verdict"])
+        raise ValueError("a deletion outcome needs a verdict or a certification")
 
 
 def outcome_document(outcome: DeletionOutcome) -> dict[str, Any]:
@@ -236,6 +249,44 @@ def verdict_table(verdict: Verdict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval(check: Mapping[str, Any]) -> str:
+    return f"{check['value']:.1f} [{check['lower']:.1f}, {check['upper']:.1f}]"
+
+
+def certification_table(document: Mapping[str, Any]) -> str:
+    """Each check's value [confidence interval] and limit, for the unlearned model and the untouched control."""
+    lines = [
+        "| Check | Unlearned model | Result | Control (untouched) | Result | Limit |",
+        "|---|---|---|---|---|---|",
+    ]
+    control = {check["name"]: check for check in document["control_checks"]}
+    for check in document["candidate_checks"]:
+        other = control[check["name"]]
+        lines.append(
+            f"| {check['name']} | {_interval(check)} | {'pass' if check['passed'] else 'FAIL'} | "
+            f"{_interval(other)} | {'pass' if other['passed'] else 'FAIL'} | {check['limit']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def certification_section(document: Mapping[str, Any]) -> str:
+    """The report's Certification section: the verdict sentence, the check table and each check's counts."""
+    measurable = "measurable" if document["measurable"] else "not measurable (the untouched control passes every check)"
+    details = (
+        "\n".join(f"- `{check['name']}` (unlearned): {check['detail']}" for check in document["candidate_checks"])
+        + "\n"
+        + "\n".join(f"- `{check['name']}` (control): {check['detail']}" for check in document["control_checks"])
+    )
+    return (
+        "## Certification\n\n"
+        f"{document['verdict']}\n\n"
+        "Values in percent / percentage points with their confidence interval; a check fails when the lower bound "
+        f"exceeds the limit. The batch is {measurable}; membership-attack AUC (forget vs held-out): unlearned "
+        f"{document['candidate_attack_auc']:.3f}, control {document['control_attack_auc']:.3f}.\n\n"
+        f"{certification_table(document)}\n{details}\n\n"
+    )
+
+
 def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str) -> str:
     batch = outcome.batch
     promoted = (
@@ -243,6 +294,11 @@ def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str
         f"({outcome.promoted_source} model; previously version {outcome.previous_version or 'none'})"
     )
     lineage = "\n".join(f"- `{key}`: {value}" for key, value in sorted(outcome.lineage.items()))
+    gates = (
+        verdict_table(outcome.verdict) + "\n"
+        if outcome.verdict is not None
+        else f"No retrain-from-scratch reference compared (verify mode {outcome.mode}).\n\n"
+    )
     return (
         f"# Deletion report: {batch.batch_id}\n\n"
         f"- Dataset: {batch.dataset}; requests: {', '.join(batch.request_ids)} "
@@ -250,8 +306,9 @@ def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str
         f"- Forgotten training samples: {len(batch.forget_ids)}; other samples deleted: "
         f"{len(batch.removed_elsewhere)}; whole classes removed: {list(batch.forgotten_classes) or 'none'}\n"
         f"- Manifest sha256: `{batch.sha256}`\n\n"
-        f"## Verdict: {outcome.verdict.summary()}\n\n{verdict_table(outcome.verdict)}\n"
+        f"## Verdict: {outcome.verdict_line}\n\n{gates}"
         f"Serving now: {promoted}\n\n"
+        f"{certification_section(outcome.certification) if outcome.certification is not None else ''}"
         f"## Metrics\n\n{markdown_table(outcome_document(outcome))}\n"
         f"![metrics](metrics.png)\n\n## Lineage\n\n{lineage}\n"
     )

@@ -17,6 +17,7 @@ from components.deletion.lineage import batch_lineage
 from components.reporting import DeletionOutcome, markdown_table, outcome_document
 from components.runtime import Stopwatch
 from components.stages import steps
+from components.stages.certify import certification_metrics
 from pipelines import tasks
 
 
@@ -31,15 +32,16 @@ class RunSummary:
     data_md5: str
     message: str
     report: str | None = None
-    verdict: str | None = None
+    verdict: str | None = None  # one line starting with PASS or FAIL
     metrics_table: str | None = None
     compute_seconds: float = 0.0  # training, unlearning and evaluation; the rest of the run is orchestration
 
 
 @flow(name="deletion-batch", log_prints=False)
 def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
-    """Validate and version the data, then unlearn the pending deletion batch, verify it against a retrained
-    reference, and promote the result (or the reference) under the registry alias."""
+    """Validate and version the data, then unlearn the pending deletion batch, verify it (``verify.mode``: certify
+    it against the untouched champion, compare it with a retrained reference, or both), and promote the result, or
+    a retrained model when verification fails, under the registry alias."""
     env = open_environment(config, Path(root))
     logger = get_run_logger()
     evaluation = Stopwatch(torch.device("cpu"))  # the evaluate tasks' wall seconds
@@ -80,34 +82,52 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             env, f"data: forget batch {batch.batch_id} ({len(batch.forget_ids)} samples)"
         )
         result = tasks.unlearn(context, env, original, batch, batch_data)
-        reference, reference_ref, reference_seconds, retrained = tasks.retrain_reference(
-            context, env, stored_after, snapshot_after
-        )
+        mode = config.verify.mode
+        certification = None
+        if mode in ("certify", "both"):
+            with evaluation.measure():
+                certification = tasks.certify(context, env, result.model, original, batch_data, stored_after)
+            env.tracking.log_metrics(certification_metrics(certification))  # on the parent run as well
+            env.tracking.set_tags({"certification": certification.verdict_line()[:5000]})
+        reference, reference_ref, reference_seconds, retrained = None, None, 0.0, False
+        if policy.needs_reference(mode, certification):
+            # reference/both: the comparison; certify: the fallback that honours the batch when certification fails
+            reference, reference_ref, reference_seconds, retrained = tasks.retrain_reference(
+                context, env, stored_after, snapshot_after
+            )
         with evaluation.measure():
             metrics = {
                 config.pipeline.method: tasks.evaluate(
                     context, env, "unlearned", result.model, batch_data, stored_after
                 ),
-                "retrain": tasks.evaluate(context, env, "retrain", reference, batch_data, stored_after),
-                "original": tasks.evaluate(context, env, "original", original, batch_data, stored_after),
             }
-        verdict = steps.verify(config, metrics[config.pipeline.method], metrics["retrain"])
-        decision = policy.decide_promotion(verdict)
+            if reference is not None:
+                metrics["retrain"] = tasks.evaluate(context, env, "retrain", reference, batch_data, stored_after)
+            metrics["original"] = tasks.evaluate(context, env, "original", original, batch_data, stored_after)
+        # the gates whenever a reference exists (in certify mode a fallback's gates are shown, not decided on)
+        verdict = (
+            steps.verify(config, metrics[config.pipeline.method], metrics["retrain"]) if reference is not None else None
+        )
+        decision = policy.decide(mode, certification, verdict if mode != "certify" else None)
+        verdict_line = policy.verdict_line(mode, certification, verdict if mode != "certify" else None)
         lineage = batch_lineage(
             batch,
             data_md5=snapshot_after.md5,
             pool_sha256=policy.pool_fingerprint(stored_after),
             git_rev=snapshot_after.git_rev,
             parent_model_version=original_ref.version,
-            reference_run_id=reference_ref.run_id,
-            reference_version=f"{reference_ref.name}/{reference_ref.version}",
+            reference_run_id=reference_ref.run_id if reference_ref else None,
+            reference_version=f"{reference_ref.name}/{reference_ref.version}" if reference_ref else None,
             config_sha256=config_sha256(config.model_dump()),
             pipeline_run_id=parent_run_id,
             method=config.pipeline.method,
+            verify_mode=mode,
+            certification=certification.verdict_line()[:5000] if certification else None,
         )
         promoted = result.model if decision.source == "unlearned" else reference
+        assert promoted is not None  # policy.needs_reference trained a reference for every retrain decision
         with transaction():
-            version, previous = tasks.promote(config, env, decision, verdict, promoted, stored_after, lineage)
+            version, previous = tasks.promote(config, env, decision, verdict_line, promoted, stored_after, lineage)
             tasks.record_decision(env, config, version, decision.source)
         outcome = DeletionOutcome(
             batch=batch,
@@ -116,13 +136,20 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             promoted_version=version,
             previous_version=previous,
             metrics=metrics,
-            seconds={config.pipeline.method: result.seconds, "retrain": reference_seconds, "original": 0.0},
+            seconds={
+                config.pipeline.method: result.seconds,
+                **({"retrain": reference_seconds} if reference is not None else {}),
+                "original": 0.0,
+            },
             lineage=lineage,
+            certification=certification.to_document() if certification else None,
+            mode=mode,
+            summary_line=verdict_line,
         )
         report_path = tasks.report(config, env, outcome)
         env.tracking.set_tags({"outcome": "promoted", "verdict": decision.verdict, "promoted_version": version})
         message = (
-            f"{verdict.summary()}; {name}@{alias} -> version {version} ({decision.source} model, "
+            f"{verdict_line}; {name}@{alias} -> version {version} ({decision.source} model, "
             f"previously {previous or 'none'})"
         )
         logger.info(message)
@@ -134,7 +161,7 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             snapshot_after.md5,
             message,
             report_path,
-            verdict.summary(),
+            verdict_line,
             markdown_table(outcome_document(outcome)),
             train_seconds + result.seconds + (reference_seconds if retrained else 0.0) + evaluation.seconds,
         )

@@ -28,10 +28,11 @@ from components.deletion.store import ForgetBatch, StoredDataset
 from components.models.backbones import Backbone
 from components.reporting import DeletionOutcome, write_deletion_report
 from components.runtime import Callback
+from components.stages import certify as certification_stage
 from components.stages import steps
 from components.stages.context import RunContext
 from components.unlearning.base import UnlearningResult
-from components.verification.gates import Verdict
+from components.verification.certification import Certification
 
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 GPU_TAG = "gpu"
@@ -197,6 +198,27 @@ def retrain_reference(
     return model, ref, seconds, True
 
 
+@task(name="certify", **TASK_OPTIONS)
+def certify(
+    context: RunContext,
+    env: PipelineEnvironment,
+    unlearned: torch.nn.Module,
+    original: torch.nn.Module,
+    batch_data: steps.BatchData,
+    stored_after: StoredDataset,
+) -> Certification:
+    """Certify the unlearned model against the untouched champion on the forget batch, the validation split and a
+    seeded sample of the retained pool; the checks are logged as ``cert_*`` metrics of a ``certify`` child run."""
+    with env.tracking.child_run("certify", {"stage": "verify", "model": "unlearned"}):
+        certification = certification_stage.certify_batch(
+            context, unlearned, original, batch_data.forget, stored_after.val, stored_after.pool
+        )
+        env.tracking.log_metrics(certification_stage.certification_metrics(certification))
+        env.tracking.set_tags({"certification": certification.verdict_line()[:5000]})
+    get_run_logger().info("certification: %s", certification.verdict_line())
+    return certification
+
+
 @task(name="evaluate", **TASK_OPTIONS)
 def evaluate(
     context: RunContext,
@@ -222,7 +244,7 @@ def promote(
     config: PipelineConfig,
     env: PipelineEnvironment,
     decision: policy.Promotion,
-    verdict: Verdict,
+    verdict_detail: str,
     model: torch.nn.Module,
     stored_after: StoredDataset,
     tags: Mapping[str, str],
@@ -251,7 +273,7 @@ def promote(
                 **tags,
                 "source": decision.source,
                 "verdict": decision.verdict,
-                "verdict_detail": verdict.summary()[:5000],
+                "verdict_detail": verdict_detail[:5000],
             },
         )
         env.tracking.set_alias(name, config.pipeline.alias, ref.version)

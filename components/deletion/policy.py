@@ -18,6 +18,7 @@ import numpy as np
 from components.adapters.expectations import ValidationReport, validate_forget_request
 from components.data.types import ids_sha256
 from components.deletion.store import DataStore, ForgetBatch, ForgetRequest, StoredDataset
+from components.verification.certification import Certification
 from components.verification.gates import Verdict
 
 
@@ -123,16 +124,81 @@ def reference_key(pool_sha256: str, recipe_tags: Mapping[str, str]) -> dict[str,
 
 
 PromotedSource = Literal["unlearned", "retrain"]
+VerifyMode = Literal["certify", "reference", "both"]
 
 
 @dataclass(frozen=True)
 class Promotion:
-    """Which model a verdict promotes: the unlearned one when every gate holds, else the retrained reference
-    (it honours the deletion exactly, so every accepted request is still served)."""
+    """Which model a verification promotes: the unlearned one when it passes, else a retrain-from-scratch model
+    (it honours the deletion exactly, so every accepted request is still served), and why."""
 
     source: PromotedSource
     verdict: Literal["pass", "fail"]
+    reason: str = ""
 
 
 def decide_promotion(verdict: Verdict) -> Promotion:
-    return Promotion("unlearned", "pass") if verdict.passed else Promotion("retrain", "fail")
+    """The reference mode's decision: every gate against the retrained reference must hold."""
+    if verdict.passed:
+        return Promotion("unlearned", "pass", "every gate against the retrain reference holds")
+    return Promotion("retrain", "fail", "reference gates failed: " + "; ".join(verdict.failures))
+
+
+def needs_reference(mode: VerifyMode, certification: Certification | None) -> bool:
+    """Whether a retrain-from-scratch model is needed: always to compare with (``reference``, ``both``), and in
+    ``certify`` mode only as the fallback when certification fails."""
+    if mode == "certify":
+        if certification is None:
+            raise ValueError("certify mode decides from a certification")
+        return not certification.certified
+    return True
+
+
+def decide(mode: VerifyMode, certification: Certification | None, verdict: Verdict | None) -> Promotion:
+    """The model to promote for ``mode``.
+
+    - ``certify``: the unlearned model when ``certification.certified``, else the retrained fallback;
+    - ``reference``: the unlearned model when every gate of ``verdict`` holds, else the retrained reference;
+    - ``both``: the unlearned model only when both pass, else the retrained reference.
+
+    Raises:
+        ValueError: when the mode's evidence is missing (a certification for certify/both, a verdict for
+            reference/both), or the mode is unknown.
+    """
+    if mode not in ("certify", "reference", "both"):
+        raise ValueError(f"unknown verify mode {mode!r}")
+    if mode in ("certify", "both") and certification is None:
+        raise ValueError(f"verify mode {mode} needs a certification")
+    if mode in ("reference", "both") and verdict is None:
+        raise ValueError(f"verify mode {mode} needs a reference verdict")
+    if mode == "reference":
+        assert verdict is not None
+        return decide_promotion(verdict)
+    assert certification is not None
+    reasons = []
+    if not certification.certified:
+        reasons.append("certification failed: " + certification.verdict_line())
+    if mode == "both":
+        assert verdict is not None
+        if not verdict.passed:
+            reasons.append("reference gates failed: " + "; ".join(verdict.failures))
+    if reasons:
+        return Promotion("retrain", "fail", "; ".join(reasons))
+    reason = "certified" if mode == "certify" else "certified and every gate against the retrain reference holds"
+    return Promotion("unlearned", "pass", reason)
+
+
+def verdict_line(mode: VerifyMode, certification: Certification | None, verdict: Verdict | None) -> str:
+    """One line starting with ``PASS`` or ``FAIL``: the mode's verdict (both: the two, and PASS only if both pass)."""
+    if mode == "reference":
+        assert verdict is not None
+        return verdict.summary()
+    assert certification is not None
+    if mode == "certify":
+        return certification.verdict_line()
+    assert verdict is not None
+    passed = certification.certified and verdict.passed
+    return (
+        f"{'PASS' if passed else 'FAIL'}: certification {certification.verdict_line()}; "
+        f"reference gates {verdict.summary()}"
+    )

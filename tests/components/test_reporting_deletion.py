@@ -173,3 +173,49 @@ def test_render_markdown_names_the_source_of_the_promoted_model(source: str) -> 
     outcome = DeletionOutcome(**{**outcome.__dict__, "promoted_source": source})
 
     assert f"({source} model; previously version 1)" in render_markdown(outcome, MODEL, ALIAS)
+
+
+# -- certify mode: no reference, a Certification section -----------------------------------------------------------
+
+
+def certified_outcome() -> DeletionOutcome:
+    from components.verification.certification import Certification, CheckResult
+
+    def check(name: str, value: float, passed: bool) -> CheckResult:
+        return CheckResult(name, value, value - 3.0, value + 3.0, 5.0, passed, f"{name} counts")
+
+    certification = Certification(
+        candidate_checks=(check("membership", 1.0, True), check("utility_drop", 0.5, True)),
+        control_checks=(check("membership", 20.0, False), check("utility_drop", 0.0, True)),
+        candidate_attack_auc=0.51,
+        control_attack_auc=0.83,
+    )
+    return DeletionOutcome(
+        batch=make_batch(),
+        verdict=None,
+        promoted_source="unlearned",
+        promoted_version="2",
+        previous_version="1",
+        metrics={"mixunlearn": UNLEARNED, "original": ORIGINAL},
+        seconds={"mixunlearn": 0.5, "original": 0.0},
+        lineage=LINEAGE,
+        certification=certification.to_document(),
+        mode="certify",
+    )
+
+
+def test_certify_report_has_the_certification_section_with_both_models() -> None:
+    text = render_markdown(certified_outcome(), MODEL, ALIAS)
+    assert "## Verdict: PASS: certified" in text
+    assert "No retrain-from-scratch reference compared (verify mode certify)." in text
+    section = text.split("## Certification\n\n", 1)[1]
+    assert section.startswith("PASS: certified")
+    assert "| membership | 1.0 [-2.0, 4.0] | pass | 20.0 [17.0, 23.0] | FAIL | 5.0 |" in section
+    assert "| utility_drop | 0.5 [-2.5, 3.5] | pass | 0.0 [-3.0, 3.0] | pass | 5.0 |" in section
+    assert "`membership` (control): membership counts" in section
+
+
+def test_certify_report_is_written_without_a_retrain_row(tmp_path: Path) -> None:
+    paths = write_report(certified_outcome(), tmp_path, MODEL, ALIAS)
+    assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)
+    assert "| retrain |" not in paths["md"].read_text()

@@ -11,6 +11,7 @@ import pytest
 
 from components.deletion import policy
 from components.deletion.store import DataStore, StoredDataset
+from components.verification.certification import Certification, CheckResult
 from components.verification.gates import GateCheck, Verdict
 from tests.components.deletion.test_store import make_request, pool_ids_of_class, toy_bundle
 
@@ -116,3 +117,90 @@ def test_a_batch_of_exactly_one_whole_class_is_that_class_scenario() -> None:
 )
 def test_other_batches_have_no_tuned_scenario(forgotten: tuple[int, ...], labels: np.ndarray) -> None:
     assert policy.tuned_scenario(forgotten, labels) is None
+
+
+# -- the promotion decision by verify mode -----------------------------------------------------------------------
+
+
+def check(name: str, passed: bool, value: float = 1.0) -> CheckResult:
+    return CheckResult(name, value, value - 1.0, value + 1.0, 5.0, passed, "")
+
+
+def certification(candidate_passes: bool, control_passes: bool = False) -> Certification:
+    """A candidate passing or failing ``membership``; a control that fails it (measurable) unless told otherwise."""
+    return Certification(
+        candidate_checks=(check("membership", candidate_passes), check("utility_drop", True)),
+        control_checks=(
+            check("membership", control_passes, 0.5 if control_passes else 20.0),
+            check("utility_drop", True),
+        ),
+        candidate_attack_auc=0.5,
+        control_attack_auc=0.7,
+    )
+
+
+def gates(passed: bool) -> Verdict:
+    return Verdict(checks=(GateCheck("gap_laf", 1.0 if passed else 9.0, 5.0, passed),))
+
+
+@pytest.mark.parametrize(
+    ("mode", "certified", "gates_pass", "source"),
+    [
+        ("certify", True, None, "unlearned"),
+        ("certify", False, None, "retrain"),
+        ("reference", None, True, "unlearned"),
+        ("reference", None, False, "retrain"),
+        ("both", True, True, "unlearned"),
+        ("both", True, False, "retrain"),
+        ("both", False, True, "retrain"),
+        ("both", False, False, "retrain"),
+    ],
+)
+def test_decide_promotes_the_unlearned_model_only_when_every_check_of_the_mode_passes(
+    mode: policy.VerifyMode, certified: bool | None, gates_pass: bool | None, source: str
+) -> None:
+    cert = None if certified is None else certification(certified)
+    verdict = None if gates_pass is None else gates(gates_pass)
+    decision = policy.decide(mode, cert, verdict)
+    assert decision.source == source
+    assert decision.verdict == ("pass" if source == "unlearned" else "fail")
+    line = policy.verdict_line(mode, cert, verdict)
+    assert line.startswith("PASS" if source == "unlearned" else "FAIL")
+
+
+def test_certify_mode_ignores_a_verdict_it_did_not_ask_for() -> None:
+    # a failed reference verdict does not overrule a certification in certify mode
+    assert policy.decide("certify", certification(True), gates(False)).source == "unlearned"
+
+
+def test_reasons_name_what_failed() -> None:
+    decision = policy.decide("both", certification(False), gates(False))
+    assert "certification failed: FAIL" in decision.reason
+    assert "gap_laf = 9.00 exceeds 5.00" in decision.reason
+
+
+def test_a_no_op_that_passes_where_the_control_passes_is_certified_as_not_measurable() -> None:
+    # given a candidate equal to a control that passes every check (the checks have no power at this size)
+    cert = certification(True, control_passes=True)
+    cert = Certification(cert.control_checks, cert.control_checks, 0.5, 0.5)
+    # then it is promoted, and the line says the batch was not measurable
+    assert policy.decide("certify", cert, None).source == "unlearned"
+    assert policy.verdict_line("certify", cert, None).startswith("PASS: not measurable")
+
+
+@pytest.mark.parametrize(
+    ("mode", "cert", "verdict"),
+    [("certify", None, None), ("both", None, "gates"), ("both", "cert", None), ("reference", "cert", None)],
+)
+def test_decide_refuses_a_mode_without_its_evidence(
+    mode: policy.VerifyMode, cert: str | None, verdict: str | None
+) -> None:
+    with pytest.raises(ValueError, match="needs"):
+        policy.decide(mode, certification(True) if cert else None, gates(True) if verdict else None)
+
+
+def test_needs_reference_only_for_a_failed_certification_in_certify_mode() -> None:
+    assert not policy.needs_reference("certify", certification(True))
+    assert policy.needs_reference("certify", certification(False))
+    assert policy.needs_reference("reference", None)
+    assert policy.needs_reference("both", certification(True))
