@@ -125,7 +125,8 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             certification=certification.verdict_line()[:5000] if certification else None,
         )
         promoted = result.model if decision.source == "unlearned" else reference
-        assert promoted is not None  # policy.needs_reference trained a reference for every retrain decision
+        if promoted is None:  # policy.needs_reference trains a reference for every decision that promotes one
+            raise RuntimeError(f"verify.mode {mode}: the decision promotes a retrained model but none was trained")
         with transaction():
             version, previous = tasks.promote(config, env, decision, verdict_line, promoted, stored_after, lineage)
             tasks.record_decision(env, config, version, decision.source)

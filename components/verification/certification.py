@@ -116,13 +116,16 @@ class CheckResult:
     detail: str
 
     def describe(self) -> str:
-        """``name value [lower, upper] <= limit`` (``>`` when failed), one decimal.
+        """``name value [lower, upper], lower bound <= limit`` (``>`` when failed), one decimal.
 
-        The relation is the decision's, i.e. the lower bound's: ``3.7 [-2.9, 9.4] <= 0.0`` passes because the data
-        cannot exclude an excess of 0 or less.
+        The relation is the decision's, i.e. the lower bound's: ``3.7 [-2.9, 9.4], lower bound <= 0.0`` passes because
+        the data cannot exclude an excess of 0 or less.
         """
         relation = "<=" if self.passed else ">"
-        return f"{self.name} {self.value:.1f} [{self.lower:.1f}, {self.upper:.1f}] {relation} {self.limit:.1f}"
+        return (
+            f"{self.name} {self.value:.1f} [{self.lower:.1f}, {self.upper:.1f}], "
+            f"lower bound {relation} {self.limit:.1f}"
+        )
 
 
 @dataclass(frozen=True)
