@@ -18,8 +18,6 @@ without an active run (a Prefect task in a worker thread) attaches to this store
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 import warnings
@@ -42,6 +40,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from components.adapters.errors import one_line
+from components.hashing import canonical_sha256
 
 MODEL_ARTIFACT_NAME = "model"
 """Name under which ``log_model`` stores the model in its run (MLflow 3 ``name=``)."""
@@ -80,23 +79,10 @@ def default_artifact_location(root: Path) -> str:
 
 def config_sha256(config: Mapping[str, Any]) -> str:
     """Return the sha256 hex digest of the config's canonical JSON (sorted keys, no whitespace)."""
-    canonical = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert tuples, paths and numpy scalars to JSON types, recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return value.as_posix()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    raise TrackingError(f"config value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+    try:
+        return canonical_sha256(config)
+    except ValueError as error:
+        raise TrackingError(str(error)) from None
 
 
 class TrackingStore:

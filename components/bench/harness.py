@@ -6,6 +6,7 @@ Per seed the original model is trained once and shared by all methods; the retra
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -157,7 +158,7 @@ def run_method(
     """
     if method == "retrain":
         return prepared.retrain_model, prepared.retrain_seconds
-    context = RunContext(**{**prepared.context.__dict__, "config": request.config})
+    context = dataclasses.replace(prepared.context, config=request.config)
     result = context.unlearn(method, prepared.task, callbacks)
     return result.model, result.seconds
 

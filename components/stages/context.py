@@ -5,6 +5,8 @@ settings through a ``RunContext`` instead of re-deriving them at each call site.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import torch
 import components.unlearning  # noqa: F401  (registers the methods)
 from components.config import ForgetKind, PipelineConfig, forget_kind
 from components.data.types import DatasetBundle, ImageSet
+from components.hashing import canonical_sha256
 from components.models.backbones import Backbone, build_backbone
 from components.runtime import Callback, resolve_device
 from components.training import TrainConfig, train_classifier
@@ -31,6 +34,7 @@ from components.verification.evaluate import evaluate_model
 _TRAINING_CODE = ("training.py", "models/backbones.py", "runtime.py")
 
 
+@functools.cache
 def training_code_sha256() -> str:
     """sha256 over the training loop, backbones and runtime sources (a cache key part: new code, new model)."""
     root = Path(__file__).resolve().parents[1]
@@ -83,9 +87,7 @@ class RunContext:
 
     def for_batch(self, forgotten_classes: Sequence[int], scenario: str | None = None) -> RunContext:
         """The same run, for a forget set that removes ``forgotten_classes`` (empty: samples of kept classes)."""
-        return RunContext(
-            **{**self.__dict__, "forgotten_classes": tuple(int(c) for c in forgotten_classes), "scenario": scenario}
-        )
+        return dataclasses.replace(self, forgotten_classes=tuple(int(c) for c in forgotten_classes), scenario=scenario)
 
     # -- facts ----------------------------------------------------------------------------------------------
     @property
@@ -94,10 +96,8 @@ class RunContext:
 
     def recipe_tags(self) -> dict[str, str]:
         """What determines a trained model besides its data: recipe, architecture, seed and training code."""
-        from components.adapters.tracking import config_sha256
-
         return {
-            "recipe_sha256": config_sha256(self.recipe.model_dump()),
+            "recipe_sha256": canonical_sha256(self.recipe.model_dump()),
             "model_arch": self.architecture,
             "seed": str(self.seed),
             "training_code_sha256": training_code_sha256()[:16],

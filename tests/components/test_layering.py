@@ -37,3 +37,17 @@ def test_the_cli_module_imports_without_prefect() -> None:
     code = "import sys, components.cli; print('prefect' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_model_cache_keys_load_no_tracking_sdk() -> None:
+    # the bench's cache key (RunContext.recipe_tags) is computed in every worker: it must not import MLflow
+    code = (
+        "import sys\n"
+        "from components.config import load_config\n"
+        "from components.data.datasets import load_dataset\n"
+        "from components.stages.context import RunContext\n"
+        "RunContext.create(load_config(None), load_dataset('digits')).recipe_tags()\n"
+        "print('mlflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
