@@ -306,30 +306,25 @@ def validate_method_settings(unlearn: UnlearnSection) -> None:
                 f"unlearn.defaults.{section}.{shadowed[0]} never takes effect: both kinds set it; "
                 f"set unlearn.kinds.<class|sample>.{section}.{shadowed[0]} instead"
             )
+    tuned_where = unlearn.tuned_file or "unlearn.tuned"
+    entries = [
+        (dataset, key, method) for dataset, keys in unlearn.tuned.items() for key in keys for method in keys[key]
+    ]
+    unknown = [entry for entry in entries if entry[2] not in METHODS and entry[2] not in sections]
+    if unknown:
+        dataset, key, method = unknown[0]
+        raise ConfigError(f"{tuned_where}: {dataset}.{key} names unknown method {method!r}")
     checks: list[tuple[str, str, ForgetKind, str | None, str]] = [
         (method, "", kind, None, f"unlearn.kinds.{kind}.{spec.section}")
         for method, spec in METHODS.items()
         for kind in FORGET_KINDS
     ]
-    for dataset, entries in unlearn.tuned.items():
-        for key, methods in entries.items():
-            kinds: tuple[ForgetKind, ...] = (key,) if key in FORGET_KINDS else FORGET_KINDS  # type: ignore[assignment]
-            for method in methods:
-                if method not in METHODS and method not in sections:
-                    raise ConfigError(
-                        f"{unlearn.tuned_file or 'unlearn.tuned'}: {dataset}.{key} names unknown method {method!r}"
-                    )
-                for kind in kinds:
-                    if method in METHODS:
-                        checks.append(
-                            (
-                                method,
-                                dataset,
-                                kind,
-                                key,
-                                f"{unlearn.tuned_file or 'unlearn.tuned'}: {dataset}.{key}.{method}",
-                            )
-                        )
+    checks += [
+        (method, dataset, kind, key, f"{tuned_where}: {dataset}.{key}.{method}")
+        for dataset, key, method in entries
+        if method in METHODS
+        for kind in ((key,) if key in FORGET_KINDS else FORGET_KINDS)  # a scenario key: validate under both kinds
+    ]
     for method, dataset, kind, scenario, where in checks:
         try:
             build_config(method, unlearn.settings(METHODS[method].section, dataset, kind, method, scenario))
