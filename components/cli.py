@@ -365,6 +365,32 @@ def run(
     guarded(go)
 
 
+@app.command("retrain-audit")
+def retrain_audit(
+    dataset: DatasetOption = None,
+    root: RootOption = Path(),
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
+) -> None:
+    """Audit the serving model against a model retrained from scratch on the current data (idempotent per data
+    version); a failing model is replaced by the retrained one (audit.promote_on_failure)."""
+
+    def go() -> None:
+        _quiet_prefect()
+        overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
+        config = load_params(params, overrides, required=True)
+        from pipelines.audit import retrain_audit as audit_flow
+
+        _quiet_libraries()
+        summary = audit_flow(config, str(root.resolve()))
+        typer.echo(summary.message)
+        if summary.report:
+            typer.echo(f"report: {summary.report}")
+        typer.echo(f"wall {time.perf_counter() - STARTED:.1f} s, compute {summary.compute_seconds:.1f} s")
+
+    guarded(go)
+
+
 @request_app.command("submit")
 def request_submit(
     path: Annotated[
@@ -392,17 +418,20 @@ def request_submit(
 @app.command()
 def serve(
     cron: Annotated[str, typer.Option(help="Schedule of recurring deletion batches")] = "0 2 * * *",
+    audit_cron: Annotated[
+        str | None, typer.Option(help="Schedule of the Retrain audit (default: audit.cron in params.yaml)")
+    ] = None,
     root: RootOption = Path(),
     params: ParamsOption = DEFAULT_PARAMS,
     override: SetOption = None,
 ) -> None:
-    """Serve the deletion flow: a cron schedule plus a trigger on forget-request events."""
+    """Serve the deletion flow (a cron schedule plus a trigger on forget-request events) and the Retrain audit."""
 
     def go() -> None:
         _quiet_prefect()
         from pipelines.deployments import serve_deployments
 
-        serve_deployments(load_params(params, override, required=True), root.resolve(), cron)
+        serve_deployments(load_params(params, override, required=True), root.resolve(), cron, audit_cron)
 
     guarded(go)
 

@@ -191,6 +191,21 @@ class PipelineSection(Section):
     artifacts_dir: str = "artifacts"
 
 
+class AuditSection(Section):
+    """The Retrain audit of the serving model (``mixunlearn retrain-audit``, the ``retrain-audit`` flow), off the
+    deletion batches' critical path: it retrains from scratch on the current data version and applies the
+    ``verify`` gates to the serving model.
+
+    ``cron`` is its schedule in ``mixunlearn serve``; ``every_batches`` (K > 0) also starts it once K unlearned
+    batches have been promoted without an audit; ``promote_on_failure`` serves the retrained model when the serving
+    one fails a gate (the retrained model honours every deletion so far).
+    """
+
+    cron: str = "0 3 * * *"
+    every_batches: int = Field(5, ge=0)
+    promote_on_failure: bool = True
+
+
 class PipelineConfig(Section):
     """All of params.yaml."""
 
@@ -199,6 +214,7 @@ class PipelineConfig(Section):
     train: TrainSection = Field(default_factory=TrainSection)
     unlearn: UnlearnSection = Field(default_factory=UnlearnSection)
     verify: VerifySection = Field(default_factory=VerifySection)
+    audit: AuditSection = Field(default_factory=AuditSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     bench: BenchSection = Field(default_factory=BenchSection)
 

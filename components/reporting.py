@@ -220,6 +220,8 @@ class DeletionOutcome:
     certification: Mapping[str, Any] | None = None  # Certification.to_document(), when certification ran
     mode: str = "reference"  # verify.mode
     summary_line: str | None = None  # the decision in one line (PASS/FAIL); the gates' summary when not given
+    audit_history: Sequence[Mapping[str, str]] = ()  # the serving model's chain (components.deletion.audit.history)
+    audit_due: str | None = None  # why a Retrain audit is due, when it is
 
     @property
     def verdict_line(self) -> str:
@@ -301,6 +303,19 @@ def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str
         if outcome.verdict is not None
         else f"No retrain-from-scratch reference compared (verify mode {outcome.mode}).\n\n"
     )
+    metrics = (
+        f"## Metrics\n\n{markdown_table(outcome_document(outcome))}\n![metrics](metrics.png)\n\n"
+        if outcome.metrics
+        else "## Metrics\n\nNone computed on the deletion path (verify mode certify): the Retrain audit "
+        "(`mixunlearn retrain-audit`) measures the serving model against a retrained one, off this path.\n\n"
+    )
+    history = (
+        "## Audit history of the serving model\n\n"
+        + (f"{outcome.audit_due}\n\n" if outcome.audit_due else "")
+        + f"{history_markdown(outcome.audit_history)}\n"
+        if outcome.audit_history
+        else ""
+    )
     return (
         f"# Deletion report: {batch.batch_id}\n\n"
         f"- Dataset: {batch.dataset}; requests: {', '.join(batch.request_ids)} "
@@ -311,14 +326,62 @@ def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str
         f"## Verdict: {outcome.verdict_line}\n\n{gates}"
         f"Serving now: {promoted}\n\n"
         f"{certification_section(outcome.certification) if outcome.certification is not None else ''}"
-        f"## Metrics\n\n{markdown_table(outcome_document(outcome))}\n"
-        f"![metrics](metrics.png)\n\n## Lineage\n\n{lineage}\n"
+        f"{metrics}{history}## Lineage\n\n{lineage}\n"
     )
+
+
+def history_markdown(rows: Sequence[Mapping[str, str]]) -> str:
+    """The serving model's chain, oldest version first: promotion verdict and Retrain-audit result of each."""
+    lines = [
+        "| Version | Source | Batch | Promotion verdict | Retrain audit | Gap (LAF) to Retrain | Audited at |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['version']} | {row['source']} | {row['batch']} | {row['promotion']} | {row['audit']} | "
+            f"{row['audit_gap_laf']} | {row['audit_at']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def write_deletion_report(outcome: DeletionOutcome, out_dir: Path, model_name: str, alias: str) -> dict[str, Path]:
     """Write report.md and metrics.png into ``out_dir``."""
-    paths = {"md": out_dir / "report.md", "png": out_dir / "metrics.png"}
-    plot(outcome_document(outcome), paths["png"])
+    paths = {"md": out_dir / "report.md"}
+    if outcome.metrics:
+        paths["png"] = out_dir / "metrics.png"
+        plot(outcome_document(outcome), paths["png"])
     write_atomically(paths["md"], render_deletion_report(outcome, model_name, alias))
     return paths
+
+
+def write_audit_report(
+    out_dir: Path,
+    model_name: str,
+    alias: str,
+    record: Any,  # components.deletion.audit.AuditRecord
+    verdict: Verdict,
+    metrics: Mapping[str, Mapping[str, float | None]],
+    history: Sequence[Mapping[str, str]],
+    promoted_version: str | None,
+    forgotten: int,
+) -> Path:
+    """Write the Retrain audit's report.md into ``out_dir``; returns its path."""
+    serving = (
+        f"{model_name}@{alias} → version {promoted_version} (the retrained model: the audited one failed a gate)"
+        if promoted_version
+        else f"{model_name}@{alias} stays on version {record.version}"
+    )
+    document = {"summary": measurements(metrics, {})}
+    text = (
+        f"# Retrain audit: {model_name} version {record.version}\n\n"
+        f"- Audited at {record.audited_at}; retained pool sha256 `{record.pool_sha256}`\n"
+        f"- Reference: {record.reference} (trained from scratch on the same data, recipe and seed)\n"
+        f"- Samples forgotten since the last model trained from scratch: {forgotten} "
+        f"({record.batches_since_scratch} unlearned batches)\n\n"
+        f"## Verdict: {record.detail}\n\n{verdict_table(verdict)}\nServing now: {serving}\n\n"
+        f"## Metrics\n\n{markdown_table(document)}\n"
+        f"## Audit history (drift from Retrain along the chain)\n\n{history_markdown(history)}"
+    )
+    path = out_dir / "report.md"
+    write_atomically(path, text)
+    return path

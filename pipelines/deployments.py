@@ -1,4 +1,4 @@
-"""Deployments of the deletion flow: recurring batches on a schedule, and runs triggered by request events.
+"""Deployments: deletion batches on a schedule and on request events, and the Retrain audit on its own schedule.
 
 Schedules and triggers live here, never in flow code. GPU work is serialised by a concurrency limit on the
 ``gpu`` tag that the unlearning task carries.
@@ -13,7 +13,9 @@ from prefect.client.orchestration import get_client
 from prefect.events import DeploymentEventTrigger, emit_event
 
 from components.config import PipelineConfig
+from pipelines.audit import retrain_audit
 from pipelines.flows import deletion_batch
+from pipelines.tasks import AUDIT_DUE_EVENT
 
 REQUEST_EVENT = "mixunlearn.forget-request.submitted"
 GPU_TAG = "gpu"
@@ -36,8 +38,10 @@ def ensure_gpu_limit(limit: int = 1) -> None:
             client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=limit)
 
 
-def serve_deployments(config: PipelineConfig, root: Path, cron: str) -> None:
-    """Serve the scheduled and the event-triggered deployment of the deletion flow (blocks until stopped)."""
+def serve_deployments(config: PipelineConfig, root: Path, cron: str, audit_cron: str | None = None) -> None:
+    """Serve the deletion flow (on ``cron`` and on request events) and the Retrain audit (on ``audit_cron``,
+    default ``audit.cron``, and on the audit-due event a deletion batch emits after ``audit.every_batches``
+    unaudited batches); blocks until stopped. The audit is its own deployment, so it never blocks a batch."""
     ensure_gpu_limit()
     parameters = {"config": config.model_dump(), "root": str(root)}
     scheduled = deletion_batch.to_deployment(
@@ -57,4 +61,16 @@ def serve_deployments(config: PipelineConfig, root: Path, cron: str) -> None:
         ],
         description="Deletion batch started by a submitted forget request",
     )
-    serve(scheduled, triggered)
+    audit = retrain_audit.to_deployment(
+        name=f"{config.base.dataset}-retrain-audit",
+        cron=audit_cron or config.audit.cron,
+        parameters=parameters,
+        triggers=[
+            DeploymentEventTrigger(
+                expect={AUDIT_DUE_EVENT},
+                match={"prefect.resource.id": f"mixunlearn.dataset.{config.base.dataset}"},
+            )
+        ],
+        description="Retrain audit of the serving model, off the deletion path",
+    )
+    serve(scheduled, triggered, audit)

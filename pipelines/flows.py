@@ -12,7 +12,7 @@ from prefect.transactions import transaction
 from components.adapters.services import open_environment
 from components.adapters.tracking import config_sha256
 from components.config import PipelineConfig
-from components.deletion import policy
+from components.deletion import audit, policy
 from components.deletion.lineage import batch_lineage
 from components.reporting import DeletionOutcome, markdown_table, outcome_document
 from components.runtime import Stopwatch
@@ -95,18 +95,19 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             reference, reference_ref, reference_seconds, retrained = tasks.retrain_reference(
                 context, env, stored_after, snapshot_after
             )
-        with evaluation.measure():
-            metrics = {
-                config.pipeline.method: tasks.evaluate(
+        metrics: dict[str, dict[str, float | None]] = {}
+        if mode != "certify":
+            # certify mode decides without these metrics; the Retrain audit measures them off the deletion path
+            with evaluation.measure():
+                metrics[config.pipeline.method] = tasks.evaluate(
                     context, env, "unlearned", result.model, batch_data, stored_after
-                ),
-            }
-            if reference is not None:
-                metrics["retrain"] = tasks.evaluate(context, env, "retrain", reference, batch_data, stored_after)
-            metrics["original"] = tasks.evaluate(context, env, "original", original, batch_data, stored_after)
+                )
+                if reference is not None:
+                    metrics["retrain"] = tasks.evaluate(context, env, "retrain", reference, batch_data, stored_after)
+                metrics["original"] = tasks.evaluate(context, env, "original", original, batch_data, stored_after)
         # the gates whenever a reference exists (in certify mode a fallback's gates are shown, not decided on)
         verdict = (
-            steps.verify(config, metrics[config.pipeline.method], metrics["retrain"]) if reference is not None else None
+            steps.verify(config, metrics[config.pipeline.method], metrics["retrain"]) if "retrain" in metrics else None
         )
         decision = policy.decide(mode, certification, verdict if mode != "certify" else None)
         verdict_line = policy.verdict_line(mode, certification, verdict if mode != "certify" else None)
@@ -123,6 +124,7 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             method=config.pipeline.method,
             verify_mode=mode,
             certification=certification.verdict_line()[:5000] if certification else None,
+            promoted_by="deletion-batch",
         )
         promoted = result.model if decision.source == "unlearned" else reference
         if promoted is None:  # policy.needs_reference trains a reference for every decision that promotes one
@@ -130,6 +132,14 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
         with transaction():
             version, previous = tasks.promote(config, env, decision, verdict_line, promoted, stored_after, lineage)
             tasks.record_decision(env, config, version, decision.source)
+        links = audit.chain(version, lambda v: env.tracking.version_tags(name, v))
+        audit_due = None
+        if audit.needs_audit(links, config.audit.every_batches):
+            audit_due = (
+                f"Retrain audit due: {config.audit.every_batches} or more unlearned batches since the last audit "
+                "or model trained from scratch (`mixunlearn retrain-audit`)"
+            )
+            tasks.announce_audit_due(config.base.dataset, version)
         outcome = DeletionOutcome(
             batch=batch,
             verdict=verdict,
@@ -146,12 +156,14 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             certification=certification.to_document() if certification else None,
             mode=mode,
             summary_line=verdict_line,
+            audit_history=audit.history(links),
+            audit_due=audit_due,
         )
         report_path = tasks.report(config, env, outcome)
         env.tracking.set_tags({"outcome": "promoted", "verdict": decision.verdict, "promoted_version": version})
         message = (
             f"{verdict_line}; {name}@{alias} -> version {version} ({decision.source} model, "
-            f"previously {previous or 'none'})"
+            f"previously {previous or 'none'})" + (f"\n{audit_due}" if audit_due else "")
         )
         logger.info(message)
         return RunSummary(
@@ -163,6 +175,6 @@ def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
             message,
             report_path,
             verdict_line,
-            markdown_table(outcome_document(outcome)),
+            markdown_table(outcome_document(outcome)) if metrics else None,
             train_seconds + result.seconds + (reference_seconds if retrained else 0.0) + evaluation.seconds,
         )

@@ -17,6 +17,8 @@ import torch
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.runtime import deployment
 from prefect.transactions import get_transaction
 
 from components.adapters.services import PipelineEnvironment
@@ -36,6 +38,7 @@ from components.verification.certification import Certification
 
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 GPU_TAG = "gpu"
+AUDIT_DUE_EVENT = "mixunlearn.retrain-audit.due"
 
 
 def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
@@ -303,12 +306,27 @@ def record_decision(env: PipelineEnvironment, config: PipelineConfig, version: s
         raise RuntimeError(f"{name} version {version} is not the {expected_source} model")
 
 
+@task(name="announce-audit-due", **TASK_OPTIONS)
+def announce_audit_due(dataset: str, version: str) -> bool:
+    """Emit the audit-due event that the served ``retrain-audit`` deployment is triggered by; returns whether it was
+    emitted. Outside a deployment (a plain ``mixunlearn run``) nothing listens, so nothing is emitted: the run says
+    the audit is due instead."""
+    if deployment.id is None:
+        return False
+    emit_event(
+        event=AUDIT_DUE_EVENT,
+        resource={"prefect.resource.id": f"mixunlearn.dataset.{dataset}", "mixunlearn.model-version": version},
+        payload={"version": version},
+    )
+    return True
+
+
 @task(name="report", **TASK_OPTIONS)
 def report(config: PipelineConfig, env: PipelineEnvironment, outcome: DeletionOutcome) -> str:
     out_dir = env.root / config.pipeline.reports_dir / outcome.batch.batch_id
     paths = write_deletion_report(outcome, out_dir, env.model_name(config), config.pipeline.alias)
-    env.tracking.log_artifact(paths["md"], "report")
-    env.tracking.log_artifact(paths["png"], "report")
+    for path in paths.values():
+        env.tracking.log_artifact(path, "report")
     markdown = paths["md"].read_text()
     create_markdown_artifact(markdown, key=report_key(outcome.batch.dataset), description=outcome.batch.batch_id)
     return str(paths["md"])

@@ -376,6 +376,14 @@ class TrackingStore:
             raise TrackingError(f"cannot search versions of {name!r}: {one_line(error)}") from error
         return sorted((_ref(v) for v in found), key=lambda ref: int(ref.version))
 
+    def set_version_tags(self, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
+        """Set (or overwrite) tags of one registered model version."""
+        try:
+            for key, value in _str_dict(tags).items():
+                self._client.set_model_version_tag(name, str(version), key, value)
+        except MlflowException as error:
+            raise TrackingError(f"cannot tag version {name}/{version}: {one_line(error)}") from error
+
     def version_tags(self, name: str, version: str | int) -> dict[str, str]:
         """Return the tags of one model version."""
         try:

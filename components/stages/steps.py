@@ -73,6 +73,19 @@ def split_for_batch(pool: ImageSet, batch: ForgetBatch) -> BatchData:
     )
 
 
+def forgotten_since(earlier_pool: ImageSet, current_pool: ImageSet) -> BatchData:
+    """(retain, forget) for the Retrain audit: the current pool, and every sample of ``earlier_pool`` (a data version
+    a from-scratch model was trained on) that is no longer in it."""
+    forget_mask = ~np.isin(earlier_pool.ids, current_pool.ids)
+    return BatchData(retain=current_pool, forget=earlier_pool.subset(np.flatnonzero(forget_mask)))
+
+
+def fully_forgotten_classes(data: BatchData) -> tuple[int, ...]:
+    """Classes with forgotten samples and none left in the retained data: the audit's class-level semantics."""
+    forgotten = set(np.unique(data.forget.labels).tolist())
+    return tuple(sorted(forgotten - set(np.unique(data.retain.labels).tolist())))
+
+
 def verify(config: PipelineConfig, unlearned: dict[str, float | None], reference: dict[str, float | None]) -> Verdict:
     return evaluate_gates(unlearned, reference, config.verify)
 
