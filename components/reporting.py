@@ -371,13 +371,13 @@ def write_audit_report(
         if promoted_version
         else f"{model_name}@{alias} stays on version {record.version}"
     )
-    document = {"summary": measurements(metrics, {})}
+    document = {"title": f"{model_name} version {record.version} vs Retrain", "summary": measurements(metrics, {})}
     text = (
         f"# Retrain audit: {model_name} version {record.version}\n\n"
         f"- Audited at {record.audited_at}; retained pool sha256 `{record.pool_sha256}`\n"
         f"- Reference: {record.reference} (trained from scratch on the same data, recipe and seed)\n"
         f"- Samples forgotten since the last model trained from scratch: {forgotten} "
-        f"({record.batches_since_scratch} unlearned batches)\n\n"
+        f"(unlearned batches since: {record.batches_since_scratch})\n\n"
         f"## Verdict: {record.detail}\n\n{verdict_table(verdict)}\nServing now: {serving}\n\n"
         f"## Metrics\n\n{markdown_table(document)}\n"
         f"## Audit history (drift from Retrain along the chain)\n\n{history_markdown(history)}"

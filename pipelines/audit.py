@@ -144,7 +144,6 @@ def retrain_audit(config: PipelineConfig, root: str = ".") -> AuditSummary:
             }
         )
         env.tracking.set_tags({"audit_verdict": record.outcome, "audit_detail": record.detail[:5000]})
-        record_audit(env, name, record)
         promoted = None
         if not verdict.passed and config.audit.promote_on_failure:
             if still_serving(env, config, serving.version):
@@ -163,11 +162,18 @@ def retrain_audit(config: PipelineConfig, root: str = ".") -> AuditSummary:
                 with transaction():
                     promoted, _ = tasks.promote(config, env, decision, record.detail, reference, stored, tags)
                     tasks.record_decision(env, config, promoted, "retrain")
-                exact = audit.exact_record(audit.ChainLink(promoted, {"source": "retrain"}), pool, _now())
-                record_audit(env, name, exact)
             else:
                 logger.warning("%s@%s moved during the audit: the retrained model is not promoted", name, alias)
-        links = audit.chain(promoted or serving.version, lambda version: env.tracking.version_tags(name, version))
+        # the audit tags are written last: they mark the data version audited, so a crash before them reruns it
+        recorded = {serving.version: record}
+        if promoted:
+            recorded[promoted] = audit.exact_record(audit.ChainLink(promoted, {"source": "retrain"}), pool, _now())
+        links = [
+            audit.ChainLink(link.version, {**link.tags, **recorded[link.version].tags()})
+            if link.version in recorded
+            else link
+            for link in audit.chain(promoted or serving.version, lambda v: env.tracking.version_tags(name, v))
+        ]
         report = write_audit_report(
             env.root / config.pipeline.reports_dir / f"audit-{config.base.dataset}-v{serving.version}",
             name,
@@ -180,6 +186,8 @@ def retrain_audit(config: PipelineConfig, root: str = ".") -> AuditSummary:
             len(data.forget),
         )
         env.tracking.log_artifact(report, "report")
+        for version_record in recorded.values():
+            record_audit(env, name, version_record)
     message = record.detail + (
         f"; {name}@{alias} -> version {promoted} (retrained model)"
         if promoted
