@@ -56,6 +56,10 @@ class MixUnlearnConfig(MethodConfig):
             ``tau`` sets all three. Validation selects tau per forget kind: removing whole classes needs strong
             forgetting (tau 1 on digits), removing samples of kept classes gentle forgetting (tau 16).
         omega: weight of L_real.
+        min_steps: a step budget floor: the passes over the forget set repeat (``epochs`` is raised) until at least
+            this many unlearner steps ran, so a small batch (500 samples: 16 steps per pass) gets enough steps to
+            forget; 0 keeps ``epochs`` as given.
+        max_steps: a step budget ceiling (0: none), so the cost does not grow silently with a large forget set.
         sharpen_temperature: T of the label-agnostic targets (the code's default is 0.3).
         batchnorm: ``frozen`` keeps BatchNorm running statistics of the original model (mixed and forget batches
             would otherwise shift them); ``train`` updates them.
@@ -76,6 +80,8 @@ class MixUnlearnConfig(MethodConfig):
     tau_gen: float = Field(1.0, gt=0)
     omega: float = Field(1.0, ge=0)
     epochs: int = Field(5, ge=1)
+    min_steps: int = Field(0, ge=0)
+    max_steps: int = Field(0, ge=0)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -84,6 +90,22 @@ class MixUnlearnConfig(MethodConfig):
     ema_momentum: float = Field(0.0, ge=0, lt=1)
     batchnorm: Literal["frozen", "train"] = "frozen"
     amp: bool = True
+
+    @model_validator(mode="after")
+    def _budget_is_consistent(self) -> MixUnlearnConfig:
+        if self.max_steps and self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps {self.min_steps} exceeds max_steps {self.max_steps}")
+        return self
+
+    def passes(self, batches_per_epoch: int) -> int:
+        """Passes over the forget set: ``epochs``, raised until ``min_steps`` steps fit."""
+        if batches_per_epoch <= 0:
+            return self.epochs
+        return max(self.epochs, -(-self.min_steps // batches_per_epoch))
+
+    def total_steps(self, batches_per_epoch: int) -> int:
+        steps = batches_per_epoch * self.passes(batches_per_epoch)
+        return min(steps, self.max_steps) if self.max_steps else steps
 
     @model_validator(mode="before")
     @classmethod
@@ -287,19 +309,23 @@ class MixUnlearn:
 
     # -- loop -------------------------------------------------------------------------------------------------
     def run(self, callbacks: Sequence[Callback] = ()) -> UnlearningResult:
-        """``epochs`` passes over the forget set, each forget batch zipped with a fresh retain batch."""
+        """Passes over the forget set (``epochs``, within the step budget), each forget batch zipped with a fresh
+        retain batch."""
         config, task = self.config, self.task
         full, rest = divmod(len(task.forget), config.batch_size)
         batches_per_epoch = full + (1 if rest >= 2 else 0)  # a one-sample remainder is skipped below
-        emit(callbacks, "unlearn_start", {"total_steps": float(batches_per_epoch * config.epochs)}, 0)
+        total_steps = config.total_steps(batches_per_epoch)
+        emit(callbacks, "unlearn_start", {"total_steps": float(total_steps)}, 0)
         retain_stream = endless_minibatches(len(task.retain), config.batch_size, self.generator_rng)
         stopwatch = Stopwatch(self.device)
         step = 0
         last: dict[str, float] = {}
         with stopwatch.measure():
             forget_features, forget_targets = self.forget_cache()
-            for _ in range(config.epochs):
+            for _ in range(config.passes(batches_per_epoch)):
                 for forget_index in minibatches(len(task.forget), config.batch_size, self.generator_rng):
+                    if step >= total_steps:
+                        break
                     forget_index = forget_index.to(self.device)
                     retain_index = next(retain_stream).to(self.device)
                     batch = self.make_batch(

@@ -368,3 +368,29 @@ def test_announced_total_steps_match_the_steps_run(tiny_task: TaskFactory) -> No
     # then
     total = events[0][1]["total_steps"]
     assert total == sum(event == "unlearn_step" for event, _, _ in events)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected_steps"),
+    [
+        ({"epochs": 1}, 2),  # 17 samples in batches of 8: 2 steps per pass
+        ({"epochs": 1, "min_steps": 5}, 6),  # passes repeat until the floor fits: 3 passes
+        ({"epochs": 3, "min_steps": 1}, 6),  # the floor never lowers the passes asked for
+        ({"epochs": 4, "max_steps": 5}, 5),  # the ceiling stops mid-pass
+        ({"epochs": 1, "min_steps": 5, "max_steps": 5}, 5),
+    ],
+)
+def test_the_step_budget_sets_the_number_of_unlearner_steps(
+    tiny_task: TaskFactory, changes: dict[str, Any], expected_steps: int
+) -> None:
+    events: list[tuple[str, dict[str, float], int]] = []
+    MixUnlearn(_config(**changes), tiny_task(n_forget=17)).run(
+        [lambda event, values, step: events.append((event, dict(values), step))]
+    )
+    assert sum(event == "unlearn_step" for event, _, _ in events) == expected_steps
+    assert events[0][1]["total_steps"] == expected_steps
+
+
+def test_a_step_floor_above_the_ceiling_is_refused() -> None:
+    with pytest.raises(ValueError, match="min_steps 9 exceeds max_steps 5"):
+        _config(min_steps=9, max_steps=5)
