@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from components.adapters.tracking import TrackingStore, default_artifact_location, default_tracking_uri
+from components.adapters.tracking import TrackingStore, default_artifact_location, default_tracking_uri, sqlite_path
 from components.adapters.versioning import DataVersioning
 from components.config import PipelineConfig
 from components.deletion.store import DataStore
@@ -47,18 +47,31 @@ class PipelineEnvironment:
         return config.pipeline.reference_model.format(dataset=config.base.dataset)
 
 
+def open_tracking(config: PipelineConfig, root: Path, create: bool = True) -> TrackingStore | None:
+    """The MLflow store of the project at ``root`` (``MLFLOW_TRACKING_URI``, else SQLite under ``mlflow/``).
+
+    With ``create=False`` a local store whose database file does not exist is not created: None is returned.
+    """
+    root = root.resolve()
+    endpoints = Endpoints()
+    tracking_uri = endpoints.tracking_uri or default_tracking_uri(root)
+    database = sqlite_path(tracking_uri)
+    if not create and database is not None and not database.exists():
+        return None
+    artifact_location = None if endpoints.tracking_uri else default_artifact_location(root)
+    return TrackingStore(tracking_uri, config.pipeline.experiment, artifact_location)
+
+
 def open_environment(config: PipelineConfig, root: Path) -> PipelineEnvironment:
     """Open the data store, MLflow store and DVC repository of the project at ``root``."""
     root = root.resolve()
     endpoints = Endpoints()
-    tracking_uri = endpoints.tracking_uri or default_tracking_uri(root)
-    artifact_location = None if endpoints.tracking_uri else default_artifact_location(root)
     remote_url = endpoints.dvc_remote
     remote_name = "s3" if remote_url and remote_url.startswith("s3://") else "local"
     return PipelineEnvironment(
         root=root,
         store=DataStore(root / "data"),
-        tracking=TrackingStore(tracking_uri, config.pipeline.experiment, artifact_location),
+        tracking=open_tracking(config, root),
         versioning=DataVersioning(
             root,
             data_dir="data",

@@ -100,7 +100,7 @@ class TrackingStore:
     def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
-        db_path = _sqlite_path(tracking_uri)
+        db_path = sqlite_path(tracking_uri)
         if db_path is not None:
             db_path.parent.mkdir(parents=True, exist_ok=True)
             if artifact_location is None:
@@ -431,7 +431,7 @@ def _quoted(value: str) -> str:
     return value
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """Return the database path of a ``sqlite:///`` URI, else ``None``."""
     prefix = "sqlite:///"
     if not uri.startswith(prefix):

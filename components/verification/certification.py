@@ -22,10 +22,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from components.verification.intervals import newcombe_interval, paired_difference_interval, wilson_interval
 from components.verification.predictions import Predictions
@@ -325,6 +321,12 @@ def membership_attack(
     nonmember_fit, nonmember_calibration = _split(
         len(nonmembers), config.max_attack_samples, config.calibration_fraction, rng
     )
+
+    # scikit-learn costs ~2 s to import: only when an attack is fitted, not whenever the config module loads
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     member_features, nonmember_features = attack_features(members), attack_features(nonmembers)
     x_fit = np.concatenate([member_features[member_fit], nonmember_features[nonmember_fit]])

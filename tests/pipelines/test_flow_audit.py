@@ -145,3 +145,18 @@ def test_an_original_model_is_its_own_retrain(prefect_harness: None, new_project
     assert summary.message.startswith("PASS")
     assert versions(project, REFERENCE) == []
     assert project.tracking().version_tags(MODEL, "1")["audit_verdict"] == "exact"
+
+
+def test_an_idle_project_is_recognised_before_any_service_starts(
+    prefect_harness: None, new_project: Callable[..., Any]
+) -> None:
+    from components.stages.preflight import idle_message
+
+    project = new_project("idle")
+    assert idle_message(project.config, project.root) is None  # nothing materialised yet: the flow decides
+    assert project.run().status == "nothing-pending"
+    message = idle_message(project.config, project.root)
+    assert message is not None
+    assert message.startswith("nothing pending: mixunlearn-digits@champion (version 1)")
+    project.submit_example()  # a pending request changes data/ and is pending: the flow must run
+    assert idle_message(project.config, project.root) is None
