@@ -376,6 +376,13 @@ class TrackingStore:
             raise TrackingError(f"cannot search versions of {name!r}: {one_line(error)}") from error
         return sorted((_ref(v) for v in found), key=lambda ref: int(ref.version))
 
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The latest value of every metric of one run."""
+        try:
+            return dict(self._client.get_run(run_id).data.metrics)
+        except MlflowException as error:
+            raise TrackingError(f"cannot read run {run_id}: {one_line(error)}") from error
+
     def set_version_tags(self, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
         """Set (or overwrite) tags of one registered model version."""
         try:

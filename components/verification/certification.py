@@ -290,6 +290,9 @@ def membership_attack(
     into fitting and calibration parts (``calibration_fraction`` of each side, rounded, at least one sample in
     each part).
 
+    The forget batch's "member" rate is compared with the rate on the calibration non-members (sample-level) or
+    on every held-out sample of the forgotten classes (class-level; see the comment in the body).
+
     Classifier: standardised ``attack_features`` into a logistic regression with balanced class weights, which is
     deterministic (lbfgs) and needs no tuning. Decision: "member" when the predicted member probability exceeds
     0.5. With balanced weights that is the threshold maximising balanced accuracy if the fitted probabilities are
@@ -339,7 +342,15 @@ def membership_attack(
 
     # decision_function > 0 is exactly predicted member probability > 0.5.
     forget_scores = attack.decision_function(attack_features(evidence.forget))
-    heldout_scores = attack.decision_function(nonmember_features[nonmember_calibration])
+    # The forget batch is compared with non-members of its own kind. Class-level: held-out samples of the forgotten
+    # classes (none was used in fitting); a model that never saw the class treats its training and held-out samples
+    # alike, whereas kept-class non-members differ from any forgotten-class sample in kind (a confident wrong
+    # prediction is neither a member's nor a kept-class non-member's output), so they would misstate the rate.
+    forgotten_heldout = evidence.heldout.subset(np.isin(evidence.heldout.labels, forgotten_classes))
+    if forgotten_classes and len(forgotten_heldout) >= 2:
+        heldout_scores = attack.decision_function(attack_features(forgotten_heldout))
+    else:
+        heldout_scores = attack.decision_function(nonmember_features[nonmember_calibration])
     retain_scores = attack.decision_function(member_features[member_calibration])
     auc = roc_auc_score(
         np.concatenate([np.ones(len(forget_scores)), np.zeros(len(heldout_scores))]),

@@ -178,7 +178,9 @@ def test_remembering_model_fails_membership_and_forgetting_model_passes(
     assert result.verdict_line().startswith("PASS: certified")
 
 
-def test_membership_attack_calibrates_on_kept_classes_only(rng: np.random.Generator) -> None:
+def test_class_level_attack_compares_the_batch_with_held_out_samples_of_its_classes(
+    rng: np.random.Generator,
+) -> None:
     # given: 600 held-out samples, 60 of them of the forgotten class
     evidence = ModelEvidence(
         forget=_split(50, UNSEEN, 0.0, rng, labels=np.full(50, FORGOTTEN)),
@@ -188,8 +190,9 @@ def test_membership_attack_calibrates_on_kept_classes_only(rng: np.random.Genera
     # when
     attack = membership_attack(evidence, (FORGOTTEN,), CONFIG, seed=0)
     plain = membership_attack(evidence, (), CONFIG, seed=0)
-    # then: 30 % of the 540 kept-class samples, not of all 600
-    assert attack.heldout_total == 162
+    # then: class-level, the batch is compared with the 60 held-out samples of the forgotten class (the attack
+    # fitted on kept classes only never saw them); sample-level, with the calibration 30 % of all 600
+    assert attack.heldout_total == 60
     assert plain.heldout_total == 180
     assert attack.forget_total == 50
 
