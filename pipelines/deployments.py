@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect import serve
 from prefect.client.orchestration import get_client
+from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger, emit_event
 
 from components.config import PipelineConfig
@@ -38,39 +39,38 @@ def ensure_gpu_limit(limit: int = 1) -> None:
             client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=limit)
 
 
-def serve_deployments(config: PipelineConfig, root: Path, cron: str, audit_cron: str | None = None) -> None:
-    """Serve the deletion flow (on ``cron`` and on request events) and the Retrain audit (on ``audit_cron``,
-    default ``audit.cron``, and on the audit-due event a deletion batch emits after ``audit.every_batches``
-    unaudited batches); blocks until stopped. The audit is its own deployment, so it never blocks a batch."""
-    ensure_gpu_limit()
+def build_deployments(
+    config: PipelineConfig, root: Path, cron: str, audit_cron: str | None = None
+) -> list[RunnerDeployment]:
+    """The deletion flow on ``cron`` and on request events, and the Retrain audit on ``audit_cron`` (default
+    ``audit.cron``) and on the audit-due event a deletion batch emits after ``audit.every_batches`` unaudited
+    batches. The audit is its own deployment, so it never blocks a batch."""
     parameters = {"config": config.model_dump(), "root": str(root)}
-    scheduled = deletion_batch.to_deployment(
-        name=f"{config.base.dataset}-scheduled",
-        cron=cron,
-        parameters=parameters,
-        description="Recurring deletion batch over the pending forget requests",
-    )
-    triggered = deletion_batch.to_deployment(
-        name=f"{config.base.dataset}-on-request",
-        parameters=parameters,
-        triggers=[
-            DeploymentEventTrigger(
-                expect={REQUEST_EVENT},
-                match={"prefect.resource.id": f"mixunlearn.dataset.{config.base.dataset}"},
-            )
-        ],
-        description="Deletion batch started by a submitted forget request",
-    )
-    audit = retrain_audit.to_deployment(
-        name=f"{config.base.dataset}-retrain-audit",
-        cron=audit_cron or config.audit.cron,
-        parameters=parameters,
-        triggers=[
-            DeploymentEventTrigger(
-                expect={AUDIT_DUE_EVENT},
-                match={"prefect.resource.id": f"mixunlearn.dataset.{config.base.dataset}"},
-            )
-        ],
-        description="Retrain audit of the serving model, off the deletion path",
-    )
-    serve(scheduled, triggered, audit)
+    dataset_resource = {"prefect.resource.id": f"mixunlearn.dataset.{config.base.dataset}"}
+    return [
+        deletion_batch.to_deployment(
+            name=f"{config.base.dataset}-scheduled",
+            cron=cron,
+            parameters=parameters,
+            description="Recurring deletion batch over the pending forget requests",
+        ),
+        deletion_batch.to_deployment(
+            name=f"{config.base.dataset}-on-request",
+            parameters=parameters,
+            triggers=[DeploymentEventTrigger(expect={REQUEST_EVENT}, match=dataset_resource)],
+            description="Deletion batch started by a submitted forget request",
+        ),
+        retrain_audit.to_deployment(
+            name=f"{config.base.dataset}-retrain-audit",
+            cron=audit_cron or config.audit.cron,
+            parameters=parameters,
+            triggers=[DeploymentEventTrigger(expect={AUDIT_DUE_EVENT}, match=dataset_resource)],
+            description="Retrain audit of the serving model, off the deletion path",
+        ),
+    ]
+
+
+def serve_deployments(config: PipelineConfig, root: Path, cron: str, audit_cron: str | None = None) -> None:
+    """Serve ``build_deployments`` (blocks until stopped)."""
+    ensure_gpu_limit()
+    serve(*build_deployments(config, root, cron, audit_cron))

@@ -149,11 +149,13 @@ def registry_facts(project: Path, dataset: str) -> dict[str, Any]:
 
 
 def audited_facts(project: Path, dataset: str, version: str) -> dict[str, Any]:
+    """The audit's result on ``version`` and the seconds of the retrain it compared with (for a retrained fallback,
+    which the audit need not retrain, the fallback's own training seconds)."""
     from components.adapters.tracking import TrackingStore, default_tracking_uri
 
     tracking = TrackingStore(default_tracking_uri(project), "mixunlearn")
     tags = tracking.version_tags(f"mixunlearn-{dataset}", version)
-    reference = tags.get("audit_reference") or ""
+    reference = tags.get("audit_reference") or tags.get("reference_version") or ""
     seconds = None
     if "/" in reference:
         name, number = reference.rsplit("/", 1)
