@@ -42,6 +42,7 @@ class Timed:
     wall_seconds: float
     peak_rss_mb: float | None
     stdout: str
+    stderr: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def timed(command: Sequence[str], cwd: Path) -> Timed:
         sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-4000:])
         raise SystemExit(f"{' '.join(command[2:5])} failed with status {completed.returncode}")
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", completed.stderr)
-    return Timed(wall, int(peak.group(1)) / 1024 if peak else None, completed.stdout)
+    return Timed(wall, int(peak.group(1)) / 1024 if peak else None, completed.stdout, completed.stderr)
 
 
 def cli(project: Path, *arguments: str) -> list[str]:
@@ -175,6 +176,10 @@ def run_batch(project: Path, dataset: str, number: int, kind: str, request: Path
     facts = registry_facts(project, dataset)
     tags = facts["tags"]
     audit = timed(cli(project, "retrain-audit", *extra), project)
+    logs = project / "bench-logs"
+    logs.mkdir(exist_ok=True)
+    for label, result in (("run", run), ("audit", audit)):
+        (logs / f"batch-{number}-{label}.log").write_text(result.stdout + result.stderr)
     audited = audited_facts(project, dataset, facts["version"])
     after = registry_facts(project, dataset)
     retrain = audited["retrain_seconds"]
