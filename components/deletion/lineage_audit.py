@@ -193,6 +193,18 @@ def check_data_versions(facts: VersionFacts, md5_at: Callable[[str], str | None]
     return checks, found
 
 
+def check_pool(facts: VersionFacts, pool_sha256_at: Callable[[str], str]) -> str | None:
+    """Why the pool at ``git_rev`` does not hash to ``pool_sha256`` (unreadable, or another pool), else ``None``."""
+    rev, recorded = facts.tags["git_rev"], facts.tags["pool_sha256"]
+    try:
+        actual = pool_sha256_at(rev)
+    except (RuntimeError, OSError, ValueError) as error:  # the adapters' errors: that version is not retrievable
+        return f"the pool at {rev[:12]} cannot be read: {error}"
+    if actual != recorded:
+        return f"the pool at {rev[:12]} hashes to {actual[:12]}…, the tag pool_sha256 says {recorded[:12]}…"
+    return None
+
+
 def audit_chain(target: str, version: str, sources: Sources, deep: bool = False) -> ChainAudit:
     """Walk ``version``'s chain and re-check every recorded fact (module docstring)."""
     links, problems = walk(version, sources.version)
@@ -228,22 +240,9 @@ def audit_chain(target: str, version: str, sources: Sources, deep: bool = False)
         problems += [Problem(link.version, "data-version", message) for message in found]
         if deep and sources.pool_sha256_at is not None and tags.get("pool_sha256") and tags.get("git_rev"):
             checks += 1
-            try:
-                actual = sources.pool_sha256_at(tags["git_rev"])
-            except (RuntimeError, OSError, ValueError) as error:  # the adapters' errors: a version not retrievable
-                problems.append(
-                    Problem(link.version, "pool", f"the pool at {tags['git_rev'][:12]} cannot be read: {error}")
-                )
-                continue
-            if actual != tags["pool_sha256"]:
-                problems.append(
-                    Problem(
-                        link.version,
-                        "pool",
-                        f"the pool at {tags['git_rev'][:12]} hashes to {actual[:12]}…, "
-                        f"the tag pool_sha256 says {tags['pool_sha256'][:12]}…",
-                    )
-                )
+            mismatch = check_pool(link, sources.pool_sha256_at)
+            if mismatch:
+                problems.append(Problem(link.version, "pool", mismatch))
         run_id = tags.get("pipeline_run_id")
         if run_id:
             found_metrics = sources.run_metrics(run_id)
