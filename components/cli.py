@@ -434,7 +434,7 @@ def audit_lineage(
     outcome: dict[str, bool] = {}
 
     def go() -> None:
-        from components.stages.lineage_audit import open_audit
+        from components.stages.lineage_sources import open_audit
 
         if request and sample:
             raise UserError("--request and --sample are asked one at a time")

@@ -461,9 +461,9 @@ def render(audit: ChainAudit) -> str:
         if doc["certification"]:
             lines.append(f"  certification  {doc['certification']}")
         if doc["verdict"]:
-            lines.append(
-                f"  verdict        {doc['verdict']}" + (f": {doc['verdict_detail']}" if doc["verdict_detail"] else "")
-            )
+            # in certify mode the verdict's detail is the certification line already shown
+            detail = doc["verdict_detail"] if doc["verdict_detail"] not in (None, "", doc["certification"]) else ""
+            lines.append(f"  verdict        {doc['verdict']}" + (f": {detail}" if detail else ""))
         retrain = doc["retrain_audit"]
         if retrain:
             gap = f", gap_laf {retrain['gap_laf']}" if retrain.get("gap_laf") else ""
@@ -477,6 +477,7 @@ def render(audit: ChainAudit) -> str:
     if audit.ok:
         lines.append(f"OK: {audit.checks} recorded facts re-checked, all match{scope}")
     else:
-        lines.append(f"FAIL: {len(audit.problems)} of the recorded facts are missing or do not match{scope}:")
+        count = len(audit.problems)
+        lines.append(f"FAIL: {count} recorded fact{'s' if count > 1 else ''} missing or not matching{scope}:")
         lines += [f"  version {p.version}: {p.message}" for p in audit.problems]
     return "\n".join(lines)

@@ -115,7 +115,7 @@ def test_a_tampered_batch_record_is_named() -> None:
     assert {problem.check for problem in result.problems} == {"manifest"}
     assert all(problem.version == "2" for problem in result.problems)
     assert "batch batch-1: its forget IDs hash to" in result.problems[0].message
-    assert "FAIL: 2 of the recorded facts" in render(result)
+    assert "FAIL: 2 recorded facts missing or not matching" in render(result)
 
 
 def test_a_manifest_tag_that_does_not_match_the_record_is_named() -> None:
