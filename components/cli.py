@@ -454,7 +454,7 @@ def audit_lineage(
             for problem in audit.problems:
                 typer.echo(f"chain problem: version {problem.version}: {problem.message} (`mixunlearn audit`)")
             return
-        from components.deletion.lineage_audit import audit_document, render
+        from components.deletion.lineage_report import audit_document, render
 
         audit = session.chain()
         outcome["ok"] = audit.ok

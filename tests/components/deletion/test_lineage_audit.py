@@ -13,13 +13,12 @@ from components.deletion.lineage_audit import (
     Sources,
     VersionFacts,
     audit_chain,
-    audit_document,
     first_honouring,
-    render,
     request_honoured,
     sample_honoured,
     walk,
 )
+from components.deletion.lineage_report import audit_document, render
 from components.deletion.store import ForgetBatch
 
 FORGET = ("digits/train/00001", "digits/train/00002")
