@@ -413,6 +413,58 @@ def retrain_audit(
     guarded(go)
 
 
+@app.command("audit")
+def audit_lineage(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="MODEL[@ALIAS|/VERSION] (default: the configured registered model at pipeline.alias)"),
+    ] = None,
+    request: Annotated[str | None, typer.Option(help="Since which version the served model honours request ID")] = None,
+    sample: Annotated[str | None, typer.Option(help="Since which version the served model forgets sample ID")] = None,
+    deep: Annotated[
+        bool, typer.Option(help="Also re-read each data version's pool and re-hash its IDs (slow)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text")] = False,
+    root: RootOption = Path(),
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
+) -> None:
+    """The served model's chain from the original training data, every recorded fact re-checked (exit 1 when one is
+    missing or does not match); with --request or --sample, since which version it honours that deletion."""
+    outcome: dict[str, bool] = {}
+
+    def go() -> None:
+        from components.stages.lineage_sources import open_audit
+
+        if request and sample:
+            raise UserError("--request and --sample are asked one at a time")
+        config = load_params(params, override, required=True)
+        _quiet_libraries()
+        session = open_audit(config, root.resolve(), target, deep)
+        if request or sample:
+            answer, audit = session.request(request) if request else session.sample(str(sample))
+            outcome["ok"] = answer.ok and audit.ok
+            if as_json:
+                problems = [problem.message for problem in audit.problems]
+                typer.echo(json.dumps({**answer.to_document(), "chain_problems": problems}, indent=2))
+                return
+            typer.echo(answer.detail)
+            for reason in answer.reasons:
+                typer.echo(f"  reason: {reason}")
+            for problem in audit.problems:
+                typer.echo(f"chain problem: version {problem.version}: {problem.message} (`mixunlearn audit`)")
+            return
+        from components.deletion.lineage_report import audit_document, render
+
+        audit = session.chain()
+        outcome["ok"] = audit.ok
+        typer.echo(json.dumps(audit_document(audit), indent=2) if as_json else render(audit))
+
+    guarded(go)
+    if not outcome.get("ok", True):
+        raise typer.Exit(1)
+
+
 @request_app.command("submit")
 def request_submit(
     path: Annotated[

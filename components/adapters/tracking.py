@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -65,6 +66,15 @@ class ModelVersionRef:
     version: str
     run_id: str | None
     uri: str
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One registered version with its tags and creation time (UTC; ``None`` when the registry has none)."""
+
+    ref: ModelVersionRef
+    tags: dict[str, str]
+    created_at: datetime | None
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -382,6 +392,29 @@ class TrackingStore:
             return dict(self._client.get_run(run_id).data.metrics)
         except MlflowException as error:
             raise TrackingError(f"cannot read run {run_id}: {one_line(error)}") from error
+
+    def version_record(self, name: str, version: str | int) -> VersionRecord | None:
+        """One version's tags and creation time, or ``None`` when the registry has no such version (deleted or
+        never registered): the lineage audit reports a missing version instead of stopping at it."""
+        try:
+            found = self._client.get_model_version(name, str(version))
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise TrackingError(f"cannot read version {name}/{version}: {one_line(error)}") from error
+        created = datetime.fromtimestamp(found.creation_timestamp / 1000, tz=UTC) if found.creation_timestamp else None
+        return VersionRecord(_ref(found), dict(found.tags), created)
+
+    def child_run_metrics(self, run_id: str) -> dict[str, dict[str, float]]:
+        """The latest metrics of each child run of ``run_id`` (one per pipeline stage), keyed by run name."""
+        try:
+            parent = self._client.get_run(run_id)
+            children = self._client.search_runs(
+                [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{_quoted(run_id)}'"
+            )
+        except MlflowException as error:
+            raise TrackingError(f"cannot read the stages of run {run_id}: {one_line(error)}") from error
+        return {str(child.info.run_name): dict(child.data.metrics) for child in children}
 
     def set_version_tags(self, name: str, version: str | int, tags: Mapping[str, Any]) -> None:
         """Set (or overwrite) tags of one registered model version."""

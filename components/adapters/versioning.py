@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dvc.api
+import yaml
 from dvc.config_schema import RelPath
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
@@ -249,6 +250,20 @@ class DataVersioning:
         except (DvcException, OSError) as error:
             raise VersioningError(f"cannot restore {self.data_dir}/ at {rev}: {one_line(error)}") from error
         return str(self.current_md5())
+
+    def md5_at(self, rev: str) -> str | None:
+        """The md5 the ``.dvc`` file records at git revision ``rev``, or ``None`` when the revision or the file at
+        it does not exist (a rewritten history, a wrong revision tag)."""
+        shown = self._git("show", f"{rev}:{self.dvc_file}", check=False)
+        if shown.returncode != 0:
+            return None
+        try:
+            outs = yaml.safe_load(shown.stdout).get("outs") or []
+        except (yaml.YAMLError, AttributeError) as error:
+            raise VersioningError(f"cannot read {self.dvc_file} at {rev}: {one_line(error)}") from error
+        if len(outs) != 1 or "md5" not in outs[0]:
+            raise VersioningError(f"{self.dvc_file} at {rev} does not hold exactly one output with an md5")
+        return str(outs[0]["md5"])
 
     def read_at(self, path: str, rev: str) -> bytes:
         """Return the bytes of a tracked file (e.g. ``data/raw/labels.npy``) as it was at git revision ``rev``.

@@ -214,3 +214,24 @@ def test_version_search_refuses_quotes_it_cannot_escape(store: TrackingStore, mo
         store.find_versions(model_name, {"a`b": "pass"})
     with pytest.raises(TrackingError, match="cannot read version"):
         store.version_tags(model_name, "1")
+
+
+def test_version_record_gives_tags_and_time_or_none_when_deleted(store: TrackingStore, model_name: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    example = np.zeros((1, 1, 8, 8), dtype=np.float32)
+    with store.parent_run("pipeline") as parent_id:
+        store.log_metrics({"cert_certified": 1.0})
+        with store.child_run("unlearn"):
+            store.log_metrics({"rte_seconds": 2.5})
+            ref = store.log_model(TinyNet(), example, model_name, tags={"source": "original"})
+
+    record = store.version_record(model_name, ref.version)
+    assert record is not None
+    assert record.tags == {"source": "original"}
+    assert record.created_at is not None
+    assert record.created_at.tzinfo is not None
+    assert store.child_run_metrics(parent_id) == {"unlearn": {"rte_seconds": 2.5}}
+    assert store.version_record(model_name, "99") is None
+    MlflowClient(store.tracking_uri, store.tracking_uri).delete_model_version(model_name, ref.version)
+    assert store.version_record(model_name, ref.version) is None

@@ -44,6 +44,9 @@ def test_two_snapshots_give_two_versions_and_old_data_stays_readable(git_repo: P
     assert first.md5 in git(git_repo, "show", f"{first.git_rev}:data.dvc")
     assert git(git_repo, "status", "--porcelain") == ""  # data/ and the remote are ignored, the rest committed
 
+    assert versioning.md5_at(first.git_rev) == first.md5
+    assert versioning.md5_at(second.git_rev) == second.md5
+    assert versioning.md5_at("0" * 40) is None  # no such revision
     assert versioning.read_at("data/raw/labels.npy", first.git_rev) == old_bytes
     assert versioning.read_at("data/raw/labels.npy", second.git_rev) == new_bytes
     with pytest.raises(VersioningError, match=r"cannot read data/raw/missing\.npy"):
