@@ -114,6 +114,8 @@ def original_model(
                 "git_rev": snapshot.git_rev,
                 "pool_sha256": pool,
                 "config_sha256": config_sha256(config.model_dump()),
+                "promoted_by": "deletion-batch",
+                **({"pipeline_run_id": env.tracking.parent_run_id} if env.tracking.parent_run_id else {}),
                 **context.recipe_tags(),
             },
         )

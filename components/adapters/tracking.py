@@ -386,6 +386,11 @@ class TrackingStore:
             raise TrackingError(f"cannot search versions of {name!r}: {one_line(error)}") from error
         return sorted((_ref(v) for v in found), key=lambda ref: int(ref.version))
 
+    @property
+    def parent_run_id(self) -> str | None:
+        """The open ``parent_run``'s ID, if one is open."""
+        return self._parent_run_id
+
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The latest value of every metric of one run."""
         try:
