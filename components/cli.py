@@ -330,9 +330,9 @@ def _quiet_libraries(verbose: bool = False) -> None:
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from mlflow.utils.logging_utils import disable_logging
+    from components.adapters.tracking import quiet_mlflow
 
-    disable_logging()
+    quiet_mlflow()
 
 
 VerboseOption = Annotated[bool, typer.Option("--verbose", help="Library logs and full tracebacks")]
