@@ -216,3 +216,32 @@ def test_missing_params_file_exits_2(tmp_path: Path) -> None:
     result = invoke(["run", "--root", str(tmp_path), "--params", str(tmp_path / "nope.yaml")])
 
     assert one_error_line(result) == f"error: parameter file {tmp_path / 'nope.yaml'} not found"
+
+
+def test_flow_failure_is_one_line_naming_the_root_cause(params_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a flow that fails with an SDK error wrapping a database error (neither is a known user error type)
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    import components.cli
+    import pipelines.flows
+
+    def broken(config: Any, root: str) -> None:
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as error:
+            raise MlflowException("could not register the model\nlong details") from error
+
+    monkeypatch.setattr(pipelines.flows, "deletion_batch", broken)
+    monkeypatch.setattr(components.cli, "free_stale_slot", lambda config: None)
+
+    # when run starts it, without and with --verbose
+    line = one_error_line(invoke(base_args(params_root)))
+    verbose = invoke([*base_args(params_root), "--verbose"])
+
+    # then the user sees one line with the outer message and the root cause, and no traceback; --verbose raises
+    assert line == (
+        "error: MlflowException: could not register the model (cause: OperationalError: database is locked)"
+    )
+    assert isinstance(verbose.exception, MlflowException)
