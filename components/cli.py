@@ -387,7 +387,7 @@ class StageLines:
 
     def stage(self, name: str, seconds: float, outcome: str) -> None:
         mark = "" if outcome == "completed" else f"  {outcome}"
-        self.progress.console.print(f"  {name:18s}{seconds:6.1f} s{mark}", highlight=False)
+        self.progress.console.print(f"  {name:24s}{seconds:6.1f} s{mark}", highlight=False)
 
     def loop(self, event: str, values: Mapping[str, float], step: int) -> None:
         if event.endswith("_start"):
