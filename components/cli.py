@@ -319,10 +319,126 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def _quiet_libraries() -> None:
-    """MLflow and GX log routine INFO lines (table creation, temp dirs, 'registered model'); keep warnings."""
+def _quiet_libraries(verbose: bool = False) -> None:
+    """MLflow and GX log routine INFO lines (table creation, temp dirs, 'registered model'); keep warnings. Without
+    ``verbose`` the flow commands also drop Prefect's task logs and MLflow's own stream ('Successfully registered
+    model', 'Created version'), which bypasses its loggers."""
+    if verbose:
+        return
     for name in ("mlflow", "great_expectations", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from components.adapters.tracking import quiet_mlflow
+
+    quiet_mlflow()
+
+
+VerboseOption = Annotated[bool, typer.Option("--verbose", help="Library logs and full tracebacks")]
+NoWaitOption = Annotated[
+    bool, typer.Option("--no-wait", help="Exit with status 3 instead of waiting when the model is locked")
+]
+
+
+def failure_line(error: BaseException) -> str:
+    """One line for an error that escaped ``guarded`` (a flow failure wrapping an adapter's error): the outermost
+    message, and the root cause's when it differs."""
+    root = error
+    seen = {id(error)}
+    while (nested := root.__cause__ or root.__context__) is not None and id(nested) not in seen:
+        seen.add(id(nested))
+        root = nested
+
+    def first(e: BaseException) -> str:
+        lines = str(e).strip().splitlines()
+        return f"{e.__class__.__name__}: {lines[0]}" if lines else e.__class__.__name__
+
+    return first(error) if root is error else f"{first(error)} (cause: {first(root)})"
+
+
+def guarded_flow(function: Callable[[], None], verbose: bool) -> None:
+    """``guarded`` for the commands that run a flow: every failure is one line and exit status 2 (a locked model
+    under --no-wait: status 3); ``verbose`` lets the tracebacks through."""
+    from components.locking import LockBusyError
+
+    try:
+        if verbose:
+            function()
+        else:
+            guarded(function)
+    except LockBusyError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(3) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        if verbose:
+            raise
+        fail(failure_line(error))
+
+
+class StageLines:
+    """The flow's stages as they finish, one line each, and a bar per training or unlearning loop."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def stage(self, name: str, seconds: float, outcome: str) -> None:
+        mark = "" if outcome == "completed" else f"  {outcome}"
+        self.progress.console.print(f"  {name:24s}{seconds:6.1f} s{mark}", highlight=False)
+
+    def loop(self, event: str, values: Mapping[str, float], step: int) -> None:
+        if event.endswith("_start"):
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            label = {"train_start": "training", "unlearn_start": "unlearning"}.get(event, event[: -len("_start")])
+            self.task = self.progress.add_task(label, total=values.get("total_steps"))
+        elif event.endswith("_step") and self.task is not None:
+            self.progress.update(self.task, completed=step)
+
+
+def flow_progress() -> Progress:
+    return Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def run_observed(flow: Callable[[], Any]) -> Any:
+    """Run ``flow()`` showing one line per finished stage and a progress bar per loop."""
+    from pipelines.progress import observe
+
+    with flow_progress() as progress:
+        lines = StageLines(progress)
+        with observe(lines.stage, [lines.loop]):
+            return flow()
+
+
+def model_locked(root: Path, config: PipelineConfig, no_wait: bool) -> Any:
+    """The model's file lock (``components/locking.py``); a second run waits, saying for whom."""
+    from components.locking import model_lock
+
+    name = config.pipeline.registered_model.format(dataset=config.base.dataset)
+
+    def waiting(pid: int | None) -> None:
+        console.print(f"waiting for {name} lock held by {f'pid {pid}' if pid else 'another process'}", highlight=False)
+
+    return model_lock(root.resolve(), name, wait=not no_wait, on_wait=waiting)
+
+
+def free_stale_slot(config: PipelineConfig) -> None:
+    """Under the file lock, on an ephemeral Prefect server, no live run holds the model's slot: free one a killed
+    run left in the shared database."""
+    from pipelines.concurrency import release_stale_slots, uses_ephemeral_server
+
+    if uses_ephemeral_server():
+        release_stale_slots(config.pipeline.registered_model.format(dataset=config.base.dataset))
 
 
 @app.command()
@@ -333,13 +449,21 @@ def run(
     root: RootOption = Path(),
     params: ParamsOption = DEFAULT_PARAMS,
     override: SetOption = None,
+    no_wait: NoWaitOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Run the deletion pipeline: validate, version, (re)use the original, unlearn, retrain, verify, promote."""
+    """Run the deletion pipeline: validate, version, (re)use the original, unlearn, retrain, verify, promote.
+
+    One run per registered model at a time: a second one waits for the first (or, with --no-wait, exits 3)."""
 
     def go() -> None:
         _quiet_prefect()
         overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
         config = load_params(params, overrides, required=True)
+        with model_locked(root, config, no_wait):
+            locked(config)
+
+    def locked(config: PipelineConfig) -> None:
         from components.deletion.store import DataStore
 
         store = DataStore(root / "data")
@@ -370,8 +494,9 @@ def run(
                 return
         from pipelines.flows import deletion_batch
 
-        _quiet_libraries()
-        summary = deletion_batch(config, str(root.resolve()))
+        _quiet_libraries(verbose)
+        free_stale_slot(config)
+        summary = run_observed(lambda: deletion_batch(config, str(root.resolve())))
         typer.echo(summary.message)
         if summary.metrics_table:
             typer.echo(summary.metrics_table)
@@ -384,7 +509,7 @@ def run(
             f"({100 * (wall - summary.compute_seconds) / wall:.0f}%)"
         )
 
-    guarded(go)
+    guarded_flow(go, verbose)
 
 
 @app.command("retrain-audit")
@@ -393,24 +518,32 @@ def retrain_audit(
     root: RootOption = Path(),
     params: ParamsOption = DEFAULT_PARAMS,
     override: SetOption = None,
+    no_wait: NoWaitOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Audit the serving model against a model retrained from scratch on the current data (idempotent per data
-    version); a failing model is replaced by the retrained one (audit.promote_on_failure)."""
+    version); a failing model is replaced by the retrained one (audit.promote_on_failure). Waits for a deletion
+    batch of the same model to finish (or, with --no-wait, exits 3)."""
 
     def go() -> None:
         _quiet_prefect()
         overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
         config = load_params(params, overrides, required=True)
+        with model_locked(root, config, no_wait):
+            locked(config)
+
+    def locked(config: PipelineConfig) -> None:
         from pipelines.audit import retrain_audit as audit_flow
 
-        _quiet_libraries()
-        summary = audit_flow(config, str(root.resolve()))
+        _quiet_libraries(verbose)
+        free_stale_slot(config)
+        summary = run_observed(lambda: audit_flow(config, str(root.resolve())))
         typer.echo(summary.message)
         if summary.report:
             typer.echo(f"report: {summary.report}")
         typer.echo(f"wall {process_seconds():.1f} s, compute {summary.compute_seconds:.1f} s")
 
-    guarded(go)
+    guarded_flow(go, verbose)
 
 
 @app.command("audit")

@@ -28,6 +28,7 @@ from components.reporting import write_audit_report
 from components.runtime import Stopwatch
 from components.stages import steps
 from pipelines import tasks
+from pipelines.concurrency import model_slot
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,13 @@ def _now() -> str:
 
 @flow(name="retrain-audit", log_prints=False)
 def retrain_audit(config: PipelineConfig, root: str = ".") -> AuditSummary:
-    """Audit the serving model of ``config.base.dataset`` against Retrain on the current data version."""
+    """Audit the serving model of ``config.base.dataset`` against Retrain on the current data version, holding the
+    model's concurrency slot (a deletion batch for the same model waits, and so does this audit for one)."""
+    with model_slot(config.pipeline.registered_model.format(dataset=config.base.dataset)):
+        return _retrain_audit(config, root)
+
+
+def _retrain_audit(config: PipelineConfig, root: str) -> AuditSummary:
     env = open_environment(config, Path(root))
     logger = get_run_logger()
     name, alias = env.model_name(config), config.pipeline.alias

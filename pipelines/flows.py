@@ -19,6 +19,7 @@ from components.runtime import Stopwatch
 from components.stages import steps
 from components.stages.certify import certification_metrics
 from pipelines import tasks
+from pipelines.concurrency import model_slot
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,15 @@ class RunSummary:
 def deletion_batch(config: PipelineConfig, root: str = ".") -> RunSummary:
     """Validate and version the data, then unlearn the pending deletion batch, verify it (``verify.mode``: certify
     it against the untouched champion, compare it with a retrained reference, or both), and promote the result, or
-    a retrained model when verification fails, under the registry alias."""
+    a retrained model when verification fails, under the registry alias.
+
+    The whole batch holds the model's concurrency slot (``pipelines/concurrency.py``): a second run for the same
+    model waits, then finds these requests processed."""
+    with model_slot(config.pipeline.registered_model.format(dataset=config.base.dataset)):
+        return _deletion_batch(config, root)
+
+
+def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
     env = open_environment(config, Path(root))
     logger = get_run_logger()
     evaluation = Stopwatch(torch.device("cpu"))  # the evaluate tasks' wall seconds

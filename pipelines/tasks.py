@@ -35,21 +35,23 @@ from components.stages import steps
 from components.stages.context import RunContext
 from components.unlearning.base import UnlearningResult
 from components.verification.certification import Certification
+from pipelines import progress
 
-TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, **progress.STAGE_HOOKS}
 GPU_TAG = "gpu"
 AUDIT_DUE_EVENT = "mixunlearn.retrain-audit.due"
 
 
 def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
-    """Log epoch-level events only: a SQLite write per step would cost more than the step."""
+    """Log epoch-level events only: a SQLite write per step would cost more than the step. An observer installed by
+    the CLI (``progress.observe``) gets every event as well."""
     log = metrics_callback(env.tracking)
 
     def callback(event: str, values: Mapping[str, float], step: int) -> None:
         if event == "train_epoch" or (event == "unlearn_step" and step % 50 == 0):
             log(event, dict(values), step)
 
-    return [callback]
+    return [callback, *progress.epoch_callbacks()]
 
 
 @task(name="prepare-data", **TASK_OPTIONS)

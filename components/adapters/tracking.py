@@ -451,6 +451,21 @@ def metrics_callback(store: TrackingStore, prefix_event: bool = True) -> Callabl
     return log
 
 
+def quiet_mlflow() -> None:
+    """Silence MLflow's routine prints ('Successfully registered model', 'Created version ...'). They bypass its
+    loggers (``eprint`` writes to MLflow's own stream, which some calls re-enable), so the registry's are turned
+    into INFO records of its logger and the stream is disabled; warnings still reach the ``mlflow`` logger."""
+    import logging
+
+    from mlflow.tracking._model_registry import fluent
+    from mlflow.utils.logging_utils import disable_logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    disable_logging()
+    if hasattr(fluent, "eprint"):
+        fluent.eprint = logging.getLogger(fluent.__name__).info
+
+
 def _default_requirements() -> list[str]:
     """Pinned requirements of a logged model, without the local version label (``+cpu``)."""
     return [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]

@@ -21,7 +21,15 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_ID = "req-2026-11-27-owner-0042"
-QUIETENED_LOGGERS = ("mlflow", "great_expectations", "alembic")
+QUIETENED_LOGGERS = (
+    "mlflow",
+    "great_expectations",
+    "great_expectations.data_context.types.base",
+    "alembic",
+    "prefect",
+    "prefect.flow_runs",
+    "prefect.task_runs",
+)
 
 
 @contextmanager
@@ -38,6 +46,9 @@ def process_state_restored() -> Iterator[None]:
         os.environ.update(before)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+        from mlflow.utils.logging_utils import enable_logging
+
+        enable_logging()  # `run` disables MLflow's own event stream
 
 
 def invoke(args: Sequence[str]) -> Result:
@@ -99,6 +110,17 @@ def test_run_example_prints_the_metrics_table_and_the_report(example_run: CliRun
     path = Path(report.removeprefix("report: "))
     assert path.is_file()
     assert path.is_relative_to(example_run.project.root / "artifacts" / "reports")
+
+
+@pytest.mark.slow
+def test_run_prints_one_line_per_stage_and_no_library_chatter(example_run: CliRun) -> None:
+    stderr = example_run.result.stderr
+    stages = [line.split()[0] for line in stderr.splitlines() if line.startswith("  ") and line.endswith(" s")]
+
+    assert stages[:3] == ["prepare-data", "validate-data", "version-data"]
+    assert {"original-model", "plan-batch", "unlearn", "promote", "report"} <= set(stages)
+    for chatter in ("Successfully registered model", "Created version", "ephemeral docs site", "| INFO"):
+        assert chatter not in example_run.result.output
 
 
 @pytest.mark.slow
@@ -194,3 +216,32 @@ def test_missing_params_file_exits_2(tmp_path: Path) -> None:
     result = invoke(["run", "--root", str(tmp_path), "--params", str(tmp_path / "nope.yaml")])
 
     assert one_error_line(result) == f"error: parameter file {tmp_path / 'nope.yaml'} not found"
+
+
+def test_flow_failure_is_one_line_naming_the_root_cause(params_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a flow that fails with an SDK error wrapping a database error (neither is a known user error type)
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    import components.cli
+    import pipelines.flows
+
+    def broken(config: Any, root: str) -> None:
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as error:
+            raise MlflowException("could not register the model\nlong details") from error
+
+    monkeypatch.setattr(pipelines.flows, "deletion_batch", broken)
+    monkeypatch.setattr(components.cli, "free_stale_slot", lambda config: None)
+
+    # when run starts it, without and with --verbose
+    line = one_error_line(invoke(base_args(params_root)))
+    verbose = invoke([*base_args(params_root), "--verbose"])
+
+    # then the user sees one line with the outer message and the root cause, and no traceback; --verbose raises
+    assert line == (
+        "error: MlflowException: could not register the model (cause: OperationalError: database is locked)"
+    )
+    assert isinstance(verbose.exception, MlflowException)
