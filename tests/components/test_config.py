@@ -31,8 +31,13 @@ def test_repository_params_yaml_loads() -> None:
     assert config.bench.methods == document["bench"]["methods"]
     assert set(config.train.recipes) == set(document["train"]["recipes"])
     assert config.train.recipe("digits").epochs == document["train"]["recipes"]["digits"]["epochs"]
-    for kind in ("class", "sample"):  # defaults, then the forget kind's entry on top
-        expected = {**document["unlearn"]["defaults"]["mixunlearn"], **document["unlearn"]["kinds"][kind]["mixunlearn"]}
+    tuned = yaml.safe_load((REPO_PARAMS.parent / document["unlearn"]["tuned_file"]).read_text())
+    for kind in ("class", "sample"):  # defaults, then the forget kind's entry, then the kind's tuned entry on top
+        expected = {
+            **document["unlearn"]["defaults"]["mixunlearn"],
+            **document["unlearn"]["kinds"][kind]["mixunlearn"],
+            **tuned["digits"].get(kind, {}).get("mixunlearn", {}),
+        }
         assert config.unlearn.settings("mixunlearn", "digits", kind) == expected
 
 
