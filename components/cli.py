@@ -352,10 +352,13 @@ def run(
         from components.deletion.store import ForgetRequest
 
         limits = admission_limits(config)
+        seen: dict[str, ForgetRequest] = {}
         for path in queue:  # check every request (admission included) before queueing any
             candidate = ForgetRequest.load(path, limits.max_file_bytes)
             if candidate.dataset != config.base.dataset:
                 raise UserError(f"request {candidate.request_id} is for {candidate.dataset}, not {config.base.dataset}")
+            if seen.setdefault(candidate.request_id, candidate) != candidate:
+                raise UserError(f"request {candidate.request_id} is given twice with different content ({path})")
             store.check_submission(path, limits)
         queued: list[bool] = []
         for path in queue:

@@ -272,3 +272,13 @@ def test_submit_of_a_known_request_id_with_other_content_is_a_conflict(params_ro
     assert "request_id: req-digits-1 is already pending with different content" in one_error_line(result)
     assert queued.read_bytes() == before
     assert [p.name for p in queued.parent.iterdir()] == ["req-digits-1.json"]
+
+
+def test_run_refuses_one_request_id_given_twice_with_different_content(params_root: Path) -> None:
+    first = digits_request(params_root, "first.json")
+    second = digits_request(params_root, "second.json", ids=["digits/train/00002"])
+
+    result = invoke([*base_args(params_root), "--request", str(first), "--request", str(second)])
+
+    assert one_error_line(result) == f"error: request req-digits-1 is given twice with different content ({second})"
+    assert nothing_queued(params_root)
