@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -29,6 +29,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from components.config import DEFAULT_PARAMS, ConfigError, PipelineConfig, load_config
 from components.data.types import DataError
 from components.runtime import Callback
+
+if TYPE_CHECKING:
+    from components.deletion.admission import AdmissionLimits
 
 
 def process_seconds() -> float:
@@ -472,13 +475,18 @@ def run(
             queue.append(root / config.pipeline.example_request)
         from components.deletion.store import ForgetRequest
 
-        for path in queue:  # check every request before queueing any
-            candidate = ForgetRequest.load(path)
+        limits = admission_limits(config)
+        seen: dict[str, ForgetRequest] = {}
+        for path in queue:  # check every request (admission included) before queueing any
+            candidate = ForgetRequest.load(path, limits.max_file_bytes)
             if candidate.dataset != config.base.dataset:
                 raise UserError(f"request {candidate.request_id} is for {candidate.dataset}, not {config.base.dataset}")
+            if seen.setdefault(candidate.request_id, candidate) != candidate:
+                raise UserError(f"request {candidate.request_id} is given twice with different content ({path})")
+            store.check_submission(path, limits)
         queued: list[bool] = []
         for path in queue:
-            submitted, added = store.submit(path)
+            submitted, added = store.submit(path, limits)
             queued.append(added)
             typer.echo(
                 f"{'queued' if added else 'already known'}: request {submitted.request_id} "
@@ -598,6 +606,15 @@ def audit_lineage(
         raise typer.Exit(1)
 
 
+def admission_limits(config: PipelineConfig) -> AdmissionLimits:
+    """The admission limits from ``pipeline`` in params.yaml (the other limits keep their documented defaults)."""
+    from components.deletion.admission import AdmissionLimits
+
+    return AdmissionLimits(
+        max_ids=config.pipeline.max_request_ids, max_batch_fraction=config.pipeline.max_batch_fraction
+    )
+
+
 @request_app.command("submit")
 def request_submit(
     path: Annotated[
@@ -605,13 +622,17 @@ def request_submit(
     ],
     root: RootOption = Path(),
     emit: Annotated[bool, typer.Option(help="Emit a Prefect event so a served deployment runs the batch")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
 ) -> None:
-    """Queue a forget request for the next deletion batch."""
+    """Queue a forget request for the next deletion batch, after admission control (the file, its dataset, IDs,
+    time, requester and reason are checked; a refused request is not queued and exits with status 2)."""
 
     def go() -> None:
         from components.deletion.store import DataStore
 
-        submitted, added = DataStore(root / "data").submit(path)
+        limits = admission_limits(load_params(params, override))
+        submitted, added = DataStore(root / "data").submit(path, limits)
         typer.echo(f"{'queued' if added else 'already known'}: {submitted.request_id}")
         if emit and added:
             _quiet_prefect()

@@ -176,6 +176,10 @@ class VerifySection(GateConfig):
 class PipelineSection(Section):
     """The deletion pipeline: which method serves deletions, registry names and request policy.
 
+    ``max_batch_fraction`` caps one batch as a share of the training pool; ``max_request_ids`` caps the IDs of
+    one request at submit time (admission control, ``components.deletion.admission``), together with the batch
+    limit once the pool is known.
+
     Endpoints and credentials (MLflow tracking server, S3) come from the environment: ``MLFLOW_TRACKING_URI``,
     ``MIXUNLEARN_DVC_REMOTE`` (e.g. ``s3://bucket/prefix``), ``S3_ENDPOINT_URL`` and the ``AWS_*`` variables.
     """
@@ -186,6 +190,7 @@ class PipelineSection(Section):
     reference_model: str = "mixunlearn-{dataset}-retrain"
     alias: str = "champion"
     max_batch_fraction: float = Field(0.5, gt=0, le=1)
+    max_request_ids: int = Field(1_000_000, ge=1)
     example_request: str | None = "examples/requests/digits-data-owner.json"
     reports_dir: str = "artifacts/reports"
     artifacts_dir: str = "artifacts"

@@ -6,6 +6,7 @@ Layout under ``data/`` (the directory ``data.dvc`` tracks)::
     <dataset>/meta.json                     classes, normalisation, default model, split seed
     requests/pending/<request_id>.json       deletion requests waiting for the next batch
     requests/processed/<request_id>.json     requests honoured by a batch
+    requests/rejected/<request_id>.json      requests refused at batch time, with the reasons
     batches/<batch_id>.json                  what each batch removed: the IDs are the record
 
 Every write goes to a temporary file first and is renamed into place, so an interrupted run never leaves a
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.data.splits import make_split
 from components.data.types import DataError, DatasetBundle, ImageSet, ids_sha256
+from components.deletion.admission import AdmissionLimits, admit, read_request_text
 from components.files import write_atomically
 
 SPLITS = ("pool", "val", "test")
@@ -89,15 +91,21 @@ class ForgetRequest(BaseModel):
         return ids
 
     @classmethod
-    def load(cls, path: Path) -> ForgetRequest:
+    def load(cls, path: Path, max_bytes: int = AdmissionLimits().max_file_bytes) -> ForgetRequest:
+        """Read and validate a request file; every problem (missing, a directory, unreadable, over ``max_bytes``,
+        not UTF-8, not JSON, a schema error) is one ``DataError`` line naming the file."""
+        text = read_request_text(path, max_bytes)
         try:
-            return cls.model_validate_json(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"forget request {path} not found") from None
+            return cls.model_validate_json(text)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "document"
             raise DataError(f"forget request {path}: {where}: {first['msg']}") from None
+
+
+def _utc(moment: datetime) -> datetime:
+    """An aware time; a naive one (only in a file placed in ``requests/pending`` by hand) is read as UTC."""
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
 
 
 class ForgetBatch(BaseModel):
@@ -201,14 +209,68 @@ class DataStore:
         )
 
     # -- requests -------------------------------------------------------------------------------------------
-    def submit(self, request_file: Path) -> tuple[ForgetRequest, bool]:
-        """Queue a request file; returns (request, False) when that request ID was already queued or honoured."""
-        request = ForgetRequest.load(request_file)
-        target = self.pending_dir / f"{request.request_id}.json"
-        if any((folder / target.name).exists() for folder in (self.pending_dir, self.processed_dir, self.rejected_dir)):
-            return request, False
-        write_json(target, request.model_dump(mode="json"))
+    def current_ids(self, dataset: str) -> dict[str, list[str]] | None:
+        """The sample IDs of each split of the current version (only the ``ids`` arrays are read), or ``None`` when
+        ``dataset`` is not materialised."""
+        if not self.is_materialised(dataset):
+            return None
+        ids: dict[str, list[str]] = {}
+        for split in SPLITS:
+            with np.load(self.dataset_dir(dataset) / f"{split}.npz", allow_pickle=False) as archive:
+                ids[split] = archive["ids"].astype(str).tolist()
+        return ids
+
+    def known_request(self, request_id: str) -> tuple[str, ForgetRequest | None] | None:
+        """Where a request ID is already recorded (``pending``, ``processed`` or ``rejected``) and the request
+        stored there (``None`` when that file no longer parses), or ``None`` when the ID is new."""
+        for state, folder in (("pending", self.pending_dir), ("processed", self.processed_dir)):
+            path = folder / f"{request_id}.json"
+            if path.exists():
+                try:
+                    return state, ForgetRequest.load(path)
+                except DataError:
+                    return state, None
+        path = self.rejected_dir / f"{request_id}.json"
+        if path.exists():
+            try:
+                return "rejected", ForgetRequest.model_validate(json.loads(path.read_text())["request"])
+            except (ValueError, KeyError, TypeError):
+                return "rejected", None
+        return None
+
+    def check_submission(
+        self, request_file: Path, limits: AdmissionLimits | None = None, now: datetime | None = None
+    ) -> tuple[ForgetRequest, bool]:
+        """Everything ``submit`` checks, without writing: returns (request, True) when it would be queued and
+        (request, False) when the same request is already known.
+
+        Raises:
+            DataError: one line naming the file: it cannot be read or parsed, its request ID is already known
+                with different content, or it fails admission (``components.deletion.admission``).
+        """
+        limits = limits or AdmissionLimits()
+        request = ForgetRequest.load(request_file, limits.max_file_bytes)
+        known = self.known_request(request.request_id)
+        if known is not None:
+            state, stored = known
+            if stored == request:
+                return request, False
+            raise DataError(
+                f"forget request {request_file}: request_id: {request.request_id} is already {state} with "
+                "different content; submit the change under a new request_id"
+            )
+        admit(self, request, limits, request_file, now=now)
         return request, True
+
+    def submit(
+        self, request_file: Path, limits: AdmissionLimits | None = None, now: datetime | None = None
+    ) -> tuple[ForgetRequest, bool]:
+        """Queue a request file after admission control; returns (request, False) when that same request was
+        already queued, honoured or rejected. Nothing is written when it raises (see ``check_submission``)."""
+        request, new = self.check_submission(request_file, limits, now)
+        if new:
+            write_json(self.pending_dir / f"{request.request_id}.json", request.model_dump(mode="json"))
+        return request, new
 
     @property
     def rejected_dir(self) -> Path:
@@ -225,7 +287,7 @@ class DataStore:
     def pending(self, dataset: str) -> list[ForgetRequest]:
         """Pending requests for ``dataset``, oldest first."""
         requests = [ForgetRequest.load(path) for path in sorted(self.pending_dir.glob("*.json"))]
-        return sorted((r for r in requests if r.dataset == dataset), key=lambda r: (r.requested_at, r.request_id))
+        return sorted((r for r in requests if r.dataset == dataset), key=lambda r: (_utc(r.requested_at), r.request_id))
 
     def batches(self, dataset: str) -> list[ForgetBatch]:
         batches = [ForgetBatch.model_validate_json(p.read_text()) for p in sorted(self.batches_dir.glob("*.json"))]

@@ -245,3 +245,91 @@ def test_flow_failure_is_one_line_naming_the_root_cause(params_root: Path, monke
         "error: MlflowException: could not register the model (cause: OperationalError: database is locked)"
     )
     assert isinstance(verbose.exception, MlflowException)
+
+
+# -- admission control at submit ---------------------------------------------------------------------------------
+
+
+def submit_args(root: Path, path: Path) -> list[str]:
+    return ["request", "submit", str(path), "--root", str(root), "--params", str(root / "params.yaml")]
+
+
+def nothing_queued(root: Path) -> bool:
+    requests = root / "data" / "requests"
+    return not requests.exists() or not [p for p in requests.rglob("*") if p.is_file()]
+
+
+def digits_request(root: Path, name: str, **changes: Any) -> Path:
+    document = {
+        "request_id": "req-digits-1",
+        "dataset": "digits",
+        "requester": "someone",
+        "reason": "test",
+        "requested_at": "2026-11-27T08:00:00Z",
+        "ids": ["digits/train/00001"],
+        **changes,
+    }
+    path = root / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_a_directory_as_request_file_exits_2_and_queues_nothing(params_root: Path, command: str) -> None:
+    folder = params_root / "requests.json"
+    folder.mkdir()
+    args = [*base_args(params_root), "--request", str(folder)] if command == "run" else submit_args(params_root, folder)
+
+    result = invoke(args)
+
+    assert one_error_line(result) == f"error: forget request {folder} is a directory, not a request file"
+    assert nothing_queued(params_root)
+
+
+def test_submit_of_an_unknown_dataset_exits_2_and_queues_nothing(params_root: Path) -> None:
+    path = digits_request(params_root, "unknown.json", dataset="imagenet", ids=["imagenet/train/00001"])
+
+    result = invoke(submit_args(params_root, path))
+
+    assert "dataset: unknown dataset 'imagenet'" in one_error_line(result)
+    assert nothing_queued(params_root)
+
+
+def test_run_refuses_every_request_before_queueing_any(params_root: Path) -> None:
+    good = digits_request(params_root, "good.json")
+    bad = digits_request(params_root, "bad.json", request_id="req-digits-2", requester="x; rm -rf ~")
+
+    result = invoke([*base_args(params_root), "--request", str(good), "--request", str(bad)])
+
+    assert "requester: character(s)" in one_error_line(result)
+    assert nothing_queued(params_root)
+
+
+def test_submit_of_a_known_request_id_with_other_content_is_a_conflict(params_root: Path) -> None:
+    # given a queued request
+    first = digits_request(params_root, "first.json")
+    assert invoke(submit_args(params_root, first)).exit_code == 0
+    queued = params_root / "data" / "requests" / "pending" / "req-digits-1.json"
+    before = queued.read_bytes()
+
+    # when the same file is submitted again, then it is already known
+    again = invoke(submit_args(params_root, first))
+    assert again.exit_code == 0, again.output
+    assert "already known: req-digits-1" in again.stdout
+
+    # when another file reuses its ID with other IDs, then it is a conflict and the queue is unchanged
+    changed = digits_request(params_root, "changed.json", ids=["digits/train/00002"])
+    result = invoke(submit_args(params_root, changed))
+    assert "request_id: req-digits-1 is already pending with different content" in one_error_line(result)
+    assert queued.read_bytes() == before
+    assert [p.name for p in queued.parent.iterdir()] == ["req-digits-1.json"]
+
+
+def test_run_refuses_one_request_id_given_twice_with_different_content(params_root: Path) -> None:
+    first = digits_request(params_root, "first.json")
+    second = digits_request(params_root, "second.json", ids=["digits/train/00002"])
+
+    result = invoke([*base_args(params_root), "--request", str(first), "--request", str(second)])
+
+    assert one_error_line(result) == f"error: request req-digits-1 is given twice with different content ({second})"
+    assert nothing_queued(params_root)

@@ -3,17 +3,26 @@ reuse, the reference key and the promotion decision."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from components.deletion import policy
+from components.deletion.admission import AdmissionLimits
 from components.deletion.store import DataStore, StoredDataset
 from components.verification.certification import Certification, CheckResult
 from components.verification.gates import GateCheck, Verdict
-from tests.components.deletion.test_store import make_request, pool_ids_of_class, toy_bundle
+from tests.components.deletion.test_store import (
+    NAME,
+    make_request,
+    pool_ids_of_class,
+    register_toy_datasets,
+    request_document,
+    toy_bundle,
+)
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -204,3 +213,33 @@ def test_needs_reference_only_for_a_failed_certification_in_certify_mode() -> No
     assert policy.needs_reference("certify", certification(False))
     assert policy.needs_reference("reference", None)
     assert policy.needs_reference("both", certification(True))
+
+
+def test_two_admitted_requests_over_the_limit_together_never_deadlock(
+    stored: tuple[DataStore, StoredDataset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a batch limit of floor(0.25 * 24) = 6 and two requests of 4 samples, each admitted at submit
+    register_toy_datasets(monkeypatch)
+    store, current = stored
+    pool = current.pool.ids.tolist()
+    limits = AdmissionLimits(max_batch_fraction=0.25)
+    for request_id, ids in (("first", pool[:4]), ("second", pool[4:8])):
+        path = tmp_path / f"{request_id}.json"
+        path.write_text(json.dumps(request_document(request_id, ids)))
+        _, added = store.submit(path, limits, now=NOW)
+        assert added
+
+    # when the first batch is planned and applied, then it takes the first request and defers the second
+    first = policy.plan_batch(store, current, store.pending(NAME), 0.25, now=NOW)
+    assert first.batch is not None
+    assert first.batch.request_ids == ("first",)
+    assert [r.request_id for r in first.deferred] == ["second"]
+    current = store.apply_batch(current, first.batch)
+
+    # and the next batch (limit floor(0.25 * 20) = 5) takes the second; nothing is left pending or rejected
+    second = policy.plan_batch(store, current, store.pending(NAME), 0.25, now=NOW + timedelta(hours=1))
+    assert second.batch is not None
+    assert second.batch.request_ids == ("second",)
+    assert (second.deferred, second.rejected) == ((), ())
+    store.apply_batch(current, second.batch)
+    assert store.pending(NAME) == []

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from components.data.datasets import DATASETS
 from components.data.types import DataError, DatasetBundle, ImageSet
 from components.deletion.store import (
     SPLITS,
@@ -24,6 +25,7 @@ from components.deletion.store import (
     StoredDataset,
     image_set_bytes,
     read_image_set,
+    write_json,
 )
 
 NAME = "toy"
@@ -54,9 +56,16 @@ def toy_bundle() -> DatasetBundle:
     )
 
 
+def register_toy_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``toy`` (and ``other``, never materialised) registered datasets for this test, as admission requires."""
+    for name in (NAME, "other"):
+        monkeypatch.setitem(DATASETS, name, lambda _data_dir: toy_bundle())
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> DataStore:
-    """A store with the toy dataset materialised."""
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DataStore:
+    """A store with the toy dataset materialised (and registered)."""
+    register_toy_datasets(monkeypatch)
     data = DataStore(tmp_path / "data")
     data.materialise(toy_bundle(), VAL_FRACTION, SEED)
     return data
@@ -89,6 +98,12 @@ def write_request(tmp_path: Path) -> Callable[..., Path]:
 
 def make_request(request_id: str, ids: list[str], **fields: Any) -> ForgetRequest:
     return ForgetRequest.model_validate(request_document(request_id, ids, **fields))
+
+
+def place_pending(store: DataStore, request: ForgetRequest) -> ForgetRequest:
+    """Write ``request`` into ``requests/pending`` directly, as a hand-placed file would be (no admission)."""
+    write_json(store.pending_dir / f"{request.request_id}.json", request.model_dump(mode="json"))
+    return request
 
 
 def ids_of(images: ImageSet) -> list[str]:
@@ -221,9 +236,9 @@ def test_submit_of_a_processed_request_is_not_queued_again(
 
 
 def test_submit_of_a_rejected_request_is_not_queued_again(store: DataStore, write_request: Callable[..., Path]) -> None:
-    # given a rejected request
+    # given a request placed in pending by hand (admission would refuse its unknown ID), rejected at batch time
     path = write_request("req-1", ["toy/train/99999"])
-    request, _ = store.submit(path)
+    request = place_pending(store, ForgetRequest.load(path))
     store.reject(request, ["unknown ID"])
 
     # when it is submitted again
@@ -439,9 +454,9 @@ def test_forgotten_ids_is_the_union_of_the_batch_records(store: DataStore) -> No
     assert store.forgotten_ids("other") == set()
 
 
-def test_reject_moves_the_request_with_its_reasons(store: DataStore, write_request: Callable[..., Path]) -> None:
-    # given a pending request
-    request, _ = store.submit(write_request("req-1", ["toy/train/99999"]))
+def test_reject_moves_the_request_with_its_reasons(store: DataStore) -> None:
+    # given a request placed in pending by hand, naming an unknown ID
+    request = place_pending(store, make_request("req-1", ["toy/train/99999"]))
 
     # when it is rejected
     store.reject(request, ["unknown ID toy/train/99999", "batch too large"])
