@@ -223,11 +223,15 @@ def markdown(document: Mapping[str, Any]) -> str:
             f"{'yes' if row['control_certified'] else 'no'} | {row['served_source']} v{row['served_version']} | "
             f"{row['audit_verdict']} | {gap} | {'yes' if row['audit_promoted'] else 'no'} |"
         )
-    idle = document["nothing_pending"]
+    idle = document["nothing_pending"] or {"wall_seconds": float("nan"), "peak_rss_mb": None}
     lines += [
         "",
-        f"Set-up (original model, first run): {document['setup_wall_seconds']:.0f} s. "
-        f"`mixunlearn run` with nothing pending: {idle['wall_seconds']:.1f} s, peak {idle['peak_rss_mb'] or 0:.0f} MB.",
+        (
+            f"Set-up (original model, first run): {document['setup_wall_seconds']:.0f} s. "
+            if document["setup_wall_seconds"]
+            else "Set-up: the champion of an earlier run of this command in the same project (not timed here). "
+        )
+        + f"`mixunlearn run` with nothing pending: {idle['wall_seconds']:.1f} s, peak {idle['peak_rss_mb'] or 0:.0f} MB.",
         f"Command: `{document['command']}`; machine: {document['machine']}.",
     ]
     return "\n".join(lines) + "\n"
@@ -264,7 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--first-request", type=Path, default=None, help="a shipped request as batch 1")
-    parser.add_argument("--class-request", type=int, default=None, help="then forget this whole class")
+    parser.add_argument("--class-request", type=int, default=None, help="also forget this whole class")
+    parser.add_argument("--class-after", type=int, default=None, help="the class batch after this many batches")
+    parser.add_argument(
+        "--reuse-project", action="store_true", help="continue in an existing --project whose champion is trained"
+    )
     parser.add_argument("--seed", type=int, default=0, help="draws the random requests")
     parser.add_argument("--project", type=Path, default=Path("/tmp/mixunlearn-deletion-chain"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -274,13 +282,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batches must be >= 1 and --batch-size >= 2")
     extra = [item for override in args.overrides for item in ("--set", override)]
     extra += ["--set", f"base.dataset={args.dataset}"]
-    build_project(args.project)
-    setup = timed(cli(args.project, "run", *extra), args.project)
+    if args.reuse_project:
+        if not (args.project / "mlflow").exists():
+            parser.error(f"--reuse-project: {args.project} has no trained champion")
+        setup = Timed(0.0, None, "reused")
+    else:
+        build_project(args.project)
+        setup = timed(cli(args.project, "run", *extra), args.project)
     rng = np.random.default_rng(args.seed)
     rows: list[BatchRow] = []
     requests = args.project / "bench-requests"
-    requests.mkdir()
+    requests.mkdir(exist_ok=True)
+    class_after = args.batches if args.class_after is None else args.class_after
+    from components.config import load_config
+
+    config = load_config(args.project / "params.yaml", [f"base.dataset={args.dataset}", *args.overrides])
+    document: dict[str, Any] = {
+        "dataset": args.dataset,
+        "command": "python -m components.bench.deletion_chain " + " ".join(argv or sys.argv[1:]),
+        "machine": f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPU cores, no GPU",
+        "setup_wall_seconds": setup.wall_seconds,
+        "setup_peak_rss_mb": setup.peak_rss_mb,
+        "gate_max_gap_laf": config.verify.max_gap_laf,
+        "batches": [],
+        "nothing_pending": None,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def record(row: BatchRow) -> None:
+        """Keep every finished batch on disk at once: a long chain may be stopped part-way."""
+        rows.append(row)
+        document["batches"] = [asdict(r) for r in rows]
+        (args.out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(asdict(row)) + "\n")
+        sys.stdout.flush()
+
+    def class_batch() -> None:
+        ids, labels = pool(args.project, args.dataset)
+        chosen = ids[labels == args.class_request].tolist()
+        request = write_request(
+            requests / "class.json", args.dataset, f"bench-class-{args.class_request}", chosen, "benchmark: a class"
+        )
+        record(run_batch(args.project, args.dataset, len(rows) + 1, "class", request, extra))
+
     for number in range(1, args.batches + 1):
+        if args.class_request is not None and len(rows) == class_after:
+            class_batch()
         if number == 1 and args.first_request is not None:
             request = requests / args.first_request.name
             shutil.copy2(args.first_request, request)
@@ -290,32 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             request = write_request(
                 requests / f"random-{number}.json", args.dataset, f"bench-random-{number}", chosen, "benchmark"
             )
-        rows.append(run_batch(args.project, args.dataset, number, "sample", request, extra))
-        sys.stdout.write(json.dumps(asdict(rows[-1])) + "\n")
-        sys.stdout.flush()
-    if args.class_request is not None:
-        ids, labels = pool(args.project, args.dataset)
-        chosen = ids[labels == args.class_request].tolist()
-        request = write_request(
-            requests / "class.json", args.dataset, f"bench-class-{args.class_request}", chosen, "benchmark: a class"
-        )
-        rows.append(run_batch(args.project, args.dataset, len(rows) + 1, "class", request, extra))
-        sys.stdout.write(json.dumps(asdict(rows[-1])) + "\n")
+        record(run_batch(args.project, args.dataset, len(rows) + 1, "sample", request, extra))
+    if args.class_request is not None and not any(row.kind == "class" for row in rows):
+        class_batch()
     idle = timed(cli(args.project, "run", *extra), args.project)
-    from components.config import load_config
-
-    config = load_config(args.project / "params.yaml", [f"base.dataset={args.dataset}", *args.overrides])
-    document = {
-        "dataset": args.dataset,
-        "command": "python -m components.bench.deletion_chain " + " ".join(argv or sys.argv[1:]),
-        "machine": f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPU cores, no GPU",
-        "setup_wall_seconds": setup.wall_seconds,
-        "setup_peak_rss_mb": setup.peak_rss_mb,
-        "gate_max_gap_laf": config.verify.max_gap_laf,
-        "batches": [asdict(row) for row in rows],
-        "nothing_pending": {"wall_seconds": idle.wall_seconds, "peak_rss_mb": idle.peak_rss_mb, "stdout": idle.stdout},
+    document["nothing_pending"] = {
+        "wall_seconds": idle.wall_seconds,
+        "peak_rss_mb": idle.peak_rss_mb,
+        "stdout": idle.stdout,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     (args.out / "results.md").write_text(markdown(document))
     plot(document, args.out / "chain.png")
