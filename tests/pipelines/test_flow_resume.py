@@ -8,6 +8,11 @@ flow again normally (``verify.mode=certify`` with lenient tolerances: the unlear
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from components.adapters.tracking import default_tracking_uri
 from components.deletion.ledger import BatchLedger
 from pipelines import tasks
+from tests.pipelines.conftest import REPO_ROOT
 from tests.pipelines.test_flow_certify import LENIENT_CERTIFICATION
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -144,3 +150,63 @@ def test_no_run_is_left_running(resumed: Resumed) -> None:
 
     assert running == []
     assert client.get_run(resumed.planted_run).info.status == "KILLED"
+
+
+# -- a real SIGKILL ----------------------------------------------------------------------------------------------
+
+
+def cli_run(project: Any, prefect_home: Path, *extra: str) -> subprocess.Popen[str]:
+    """``python -m components.cli run`` on ``project`` in its own process group (and its own Prefect home)."""
+    sets = [part for override in project.overrides for part in ("--set", override)]
+    command = [sys.executable, "-m", "components.cli", "run", "--root", str(project.root)]
+    command += ["--params", str(project.root / "params.yaml"), *sets, *extra]
+    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    env["PREFECT_HOME"] = str(prefect_home)
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_run_killed_after_the_deletion_is_finished_by_the_next_run(
+    new_project: Callable[..., Any], tmp_path: Path
+) -> None:
+    # given a run killed with SIGKILL once the batch has deleted its samples
+    project = new_project("resume-sigkill", "verify.mode=certify", *LENIENT_CERTIFICATION)
+    book = BatchLedger(project.root)
+    process = cli_run(project, tmp_path / "prefect", "--example")
+    deadline = time.monotonic() + 600
+    stage = None
+    while time.monotonic() < deadline and process.poll() is None:
+        states = book.states("digits") if book.directory.is_dir() else []
+        if states and states[0].reached("data_deleted"):
+            os.killpg(process.pid, signal.SIGKILL)
+            stage = states[0].stage
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    assert stage is not None, process.stdout.read() if process.stdout else ""
+    assert book.unfinished("digits") is not None
+
+    # when the same project runs again without arguments
+    again = cli_run(project, tmp_path / "prefect")
+    output, _ = again.communicate(timeout=900)
+
+    # then the batch is finished: one batch, its verified unlearned model serves, nothing is left running
+    assert again.returncode == 0, output
+    (batch,) = project.store.batches("digits")
+    assert f"resumed batch {batch.batch_id}" in output
+    assert book.unfinished("digits") is None
+    tracking = project.tracking()
+    champion = tracking.get_alias(MODEL, "champion")
+    assert champion is not None
+    tags = tracking.version_tags(MODEL, champion.version)
+    assert (tags["forget_batch_id"], tags["source"], tags["verdict"]) == (batch.batch_id, "unlearned", "pass")
+    client = MlflowClient(default_tracking_uri(project.root))
+    experiment = client.get_experiment_by_name(project.config.pipeline.experiment)
+    assert client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'") == []
