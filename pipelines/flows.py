@@ -11,6 +11,7 @@ from prefect.transactions import transaction
 
 from components.adapters.services import open_environment
 from components.adapters.tracking import config_sha256
+from components.adapters.versioning import DataSnapshot
 from components.config import PipelineConfig
 from components.deletion import audit, policy
 from components.deletion.lineage import batch_lineage
@@ -55,6 +56,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
     logger = get_run_logger()
     evaluation = Stopwatch(torch.device("cpu"))  # the evaluate tasks' wall seconds
     name, alias = env.model_name(config), config.pipeline.alias
+    tasks.close_interrupted_runs(env, config.base.dataset)  # the slot is held: no live run of ours owns them
     with env.tracking.parent_run(
         f"deletion-batch-{config.base.dataset}",
         {"dataset": config.base.dataset, "config_sha256": config_sha256(config.model_dump())},
@@ -65,32 +67,50 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
         stored = tasks.prepare_data(config, env)
         context = steps.run_context(config, stored)
         tasks.validate_data(env, stored)
-        snapshot = tasks.version_data(env, f"data: {stored.name} version before deletion batches")
-        original, original_ref, train_seconds = tasks.original_model(context, env, stored, snapshot)
-        batch = tasks.plan_batch(config, env, stored, snapshot)
-        if batch is None:
-            message = f"nothing pending: {name}@{alias} (version {original_ref.version}) serves data {snapshot.md5}" + (
-                "; reused the existing model and data version" if train_seconds == 0 else ""
-            )
-            logger.info(message)
-            env.tracking.set_tags({"outcome": "nothing-pending"})
-            return RunSummary(
-                "nothing-pending",
-                name,
-                alias,
-                original_ref.version,
-                snapshot.md5,
-                message,
-                compute_seconds=train_seconds,
-            )
+        # an interrupted batch (components/deletion/ledger.py) is finished before any new request is planned
+        state = tasks.unfinished_batch(env, config.base.dataset)
+        resumed = None if state is None else f"resumed batch {state.batch.batch_id} from stage {state.stage}"
+        if state is None:
+            snapshot = tasks.version_data(env, f"data: {stored.name} version before deletion batches")
+            original, original_ref, train_seconds = tasks.original_model(context, env, stored, snapshot)
+            batch = tasks.plan_batch(config, env, stored, snapshot)
+            if batch is None:
+                message = (
+                    f"nothing pending: {name}@{alias} (version {original_ref.version}) serves data {snapshot.md5}"
+                    + ("; reused the existing model and data version" if train_seconds == 0 else "")
+                )
+                logger.info(message)
+                env.tracking.set_tags({"outcome": "nothing-pending"})
+                return RunSummary(
+                    "nothing-pending",
+                    name,
+                    alias,
+                    original_ref.version,
+                    snapshot.md5,
+                    message,
+                    compute_seconds=train_seconds,
+                )
+            state = tasks.start_batch(env, batch, original_ref.version)
+        else:
+            batch, train_seconds = state.batch, 0.0
+            env.tracking.set_tags({"resumed_batch": batch.batch_id, "resumed_from_stage": state.stage})
+            original, original_ref = tasks.parent_model(context, env, state)
 
-        batch_data = steps.split_for_batch(stored.pool, batch)
+        batch_data = steps.split_for_batch(tasks.pool_before_batch(env, stored, batch), batch)
         context = steps.batch_context(context, batch, batch_data)
-        stored_after = tasks.apply_batch(env, stored, batch)
-        snapshot_after = tasks.version_data(
-            env, f"data: forget batch {batch.batch_id} ({len(batch.forget_ids)} samples)"
-        )
-        result = tasks.unlearn(context, env, original, batch, batch_data)
+        stored_after = tasks.apply_batch(env, stored, batch)  # on resumed data it only completes the record
+        state = tasks.record_stage(env, state, "data_deleted")
+        if state.reached("snapshotted") and state.data_md5 and state.git_rev:
+            snapshot_after = DataSnapshot(state.data_md5, state.git_rev, env.versioning.dvc_file)
+        else:
+            snapshot_after = tasks.version_data(
+                env, f"data: forget batch {batch.batch_id} ({len(batch.forget_ids)} samples)"
+            )
+            state = tasks.record_stage(
+                env, state, "snapshotted", data_md5=snapshot_after.md5, git_rev=snapshot_after.git_rev
+            )
+        result = tasks.unlearn(context, env, original, batch, batch_data)  # rerun on resume: it is cheap
+        state = tasks.record_stage(env, state, "unlearned")
         mode = config.verify.mode
         certification = None
         if mode in ("certify", "both"):
@@ -138,9 +158,20 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
         promoted = result.model if decision.source == "unlearned" else reference
         if promoted is None:  # policy.needs_reference trains a reference for every decision that promotes one
             raise RuntimeError(f"verify.mode {mode}: the decision promotes a retrained model but none was trained")
-        with transaction():
-            version, previous = tasks.promote(config, env, decision, verdict_line, promoted, stored_after, lineage)
-            tasks.record_decision(env, config, version, decision.source)
+        state = tasks.record_stage(env, state, "verified")
+        done = tasks.batch_promotion(config, env, batch.batch_id)
+        if done is None:
+            with transaction():
+                version, previous = tasks.promote(config, env, decision, verdict_line, promoted, stored_after, lineage)
+                tasks.record_decision(env, config, version, decision.source)
+        else:  # an interrupted run registered it already: the registry keeps one version per batch
+            source = tasks.adopt_promotion(config, env, done)
+            tasks.record_decision(env, config, done.version, source)
+            version, previous = done.version, original_ref.version
+            if source != decision.source:
+                logger.warning("this run decided %s, but the batch was promoted as %s", decision.source, source)
+                decision = policy.Promotion(source, "pass" if source == "unlearned" else "fail", decision.reason)
+        state = tasks.record_stage(env, state, "promoted", promoted_version=version)
         links = audit.chain(version, lambda v: env.tracking.version_tags(name, v))
         audit_due = None
         if audit.needs_audit(links, config.audit.every_batches):
@@ -169,10 +200,13 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             audit_due=audit_due,
         )
         report_path = tasks.report(config, env, outcome)
+        state = tasks.record_stage(env, state, "reported")
         env.tracking.set_tags({"outcome": "promoted", "verdict": decision.verdict, "promoted_version": version})
         message = (
             f"{verdict_line}; {name}@{alias} -> version {version} ({decision.source} model, "
-            f"previously {previous or 'none'})" + (f"\n{audit_due}" if audit_due else "")
+            f"previously {previous or 'none'})"
+            + (f"\n{resumed}" if resumed else "")
+            + (f"\n{audit_due}" if audit_due else "")
         )
         logger.info(message)
         return RunSummary(

@@ -25,8 +25,9 @@ from components.adapters.services import PipelineEnvironment
 from components.adapters.tracking import ModelVersionRef, TrackingStore, config_sha256, metrics_callback
 from components.adapters.versioning import DataSnapshot
 from components.config import PipelineConfig
-from components.deletion import policy
-from components.deletion.store import ForgetBatch, StoredDataset
+from components.data.types import DataError, ImageSet, ids_sha256
+from components.deletion import ledger, policy
+from components.deletion.store import ForgetBatch, StoredDataset, image_set_from_bytes
 from components.models.backbones import Backbone
 from components.reporting import DeletionOutcome, write_deletion_report
 from components.runtime import Callback
@@ -93,6 +94,9 @@ def original_model(
     Returns (model, version, training seconds), the seconds 0 when the champion was reused."""
     config = context.config
     name = env.model_name(config)
+    unfinished = ledger.BatchLedger(env.root).unfinished(stored.name)
+    if unfinished is not None:  # the data may already lack its samples: it is no data version to train on
+        raise RuntimeError(f"batch {unfinished.batch.batch_id} is unfinished; resume it before training an original")
     champion = env.tracking.get_alias(name, config.pipeline.alias)
     pool = policy.pool_fingerprint(stored)
     if champion is not None and policy.serves_pool(env.tracking.version_tags(name, champion.version), pool):
@@ -146,6 +150,101 @@ def plan_batch(
     for request in plan.deferred:
         logger.info("request %s waits for the next batch (batch limit reached)", request.request_id)
     return plan.batch
+
+
+@task(name="close-interrupted-runs", **TASK_OPTIONS)
+def close_interrupted_runs(env: PipelineEnvironment, dataset: str) -> list[str]:
+    """End the dataset's MLflow runs left ``RUNNING`` by a killed process as ``KILLED``. Called while the model's
+    slot is held, so no live batch or audit of this dataset owns one of them."""
+    closed = env.tracking.close_interrupted_runs({"dataset": dataset})
+    if closed:
+        get_run_logger().warning("closed %d interrupted MLflow run(s) as KILLED: %s", len(closed), ", ".join(closed))
+    return closed
+
+
+@task(name="unfinished-batch", **TASK_OPTIONS)
+def unfinished_batch(env: PipelineEnvironment, dataset: str) -> ledger.BatchState | None:
+    """The batch an interrupted run left unfinished (``components/deletion/ledger.py``), if any."""
+    state = ledger.BatchLedger(env.root).unfinished(dataset)
+    if state is not None:
+        get_run_logger().warning("resuming batch %s from stage %s", state.batch.batch_id, state.stage)
+    return state
+
+
+@task(name="start-batch", **TASK_OPTIONS)
+def start_batch(env: PipelineEnvironment, batch: ForgetBatch, parent_model_version: str) -> ledger.BatchState:
+    """Record the planned batch and the champion it starts from, before anything of it happens."""
+    return ledger.BatchLedger(env.root).save(ledger.plan(batch, parent_model_version))
+
+
+def record_stage(
+    env: PipelineEnvironment, state: ledger.BatchState, stage: ledger.Stage, **facts: str | None
+) -> ledger.BatchState:
+    """Record that ``state``'s batch reached ``stage`` (a plain function: a ledger write, nothing to orchestrate)."""
+    return ledger.BatchLedger(env.root).record(state, stage, **facts)
+
+
+@task(name="parent-model", tags=[GPU_TAG], **TASK_OPTIONS)
+def parent_model(
+    context: RunContext, env: PipelineEnvironment, state: ledger.BatchState
+) -> tuple[Backbone, ModelVersionRef]:
+    """The champion a resumed batch started from, loaded from the registry (never a model trained now)."""
+    name = env.model_name(context.config)
+    if state.parent_model_version is None:
+        raise RuntimeError(f"batch {state.batch.batch_id} recorded no parent model version; it cannot be resumed")
+    record = env.tracking.version_record(name, state.parent_model_version)
+    if record is None:
+        raise RuntimeError(
+            f"{name} version {state.parent_model_version}, batch {state.batch.batch_id}'s parent, is gone"
+        )
+    return env.tracking.load_model(record.ref, into=context.build_model()), record.ref
+
+
+@task(name="pool-before-batch", **TASK_OPTIONS)
+def pool_before_batch(env: PipelineEnvironment, stored: StoredDataset, batch: ForgetBatch) -> ImageSet:
+    """The training pool the batch was planned on: the current one until the samples are deleted, then the one
+    committed at the batch's parent data version (DVC keeps the deleted samples retrievable)."""
+    if policy.pool_fingerprint(stored) == batch.parent_pool_sha256:
+        return stored.pool
+    if batch.parent_git_rev is None:
+        raise DataError(f"batch {batch.batch_id} recorded no parent data version; its forget samples are lost")
+    pool = image_set_from_bytes(env.versioning.read_at(f"data/{stored.name}/pool.npz", batch.parent_git_rev))
+    if ids_sha256(pool.ids.tolist()) != batch.parent_pool_sha256:
+        raise DataError(f"the pool at {batch.parent_git_rev[:12]} is not the one batch {batch.batch_id} was planned on")
+    get_run_logger().info(
+        "read the pre-batch pool of %s back from data version %s", batch.batch_id, batch.parent_git_rev[:12]
+    )
+    return pool
+
+
+@task(name="batch-promotion", **TASK_OPTIONS)
+def batch_promotion(config: PipelineConfig, env: PipelineEnvironment, batch_id: str) -> ModelVersionRef | None:
+    """The verified version an earlier run of this batch already registered (``forget_batch_id`` and ``verdict``
+    tags), so that a resumed batch does not promote twice."""
+    name = env.model_name(config)
+    if not env.tracking.is_registered(name):
+        return None
+    found = [
+        ref
+        for ref in env.tracking.find_versions(name, {"forget_batch_id": batch_id})
+        if env.tracking.version_tags(name, ref.version).get("verdict")
+    ]
+    return found[-1] if found else None
+
+
+@task(name="adopt-promotion", **TASK_OPTIONS)
+def adopt_promotion(config: PipelineConfig, env: PipelineEnvironment, ref: ModelVersionRef) -> str:
+    """Point the alias at the version an interrupted run of this batch registered (when it is not already);
+    returns that version's source (unlearned or retrain)."""
+    name = env.model_name(config)
+    current = env.tracking.get_alias(name, config.pipeline.alias)
+    if current is None or current.version != ref.version:
+        env.tracking.set_alias(name, config.pipeline.alias, ref.version)
+    source = env.tracking.version_tags(name, ref.version).get("source", "")
+    get_run_logger().info(
+        "batch already promoted as %s version %s (%s); not promoting again", name, ref.version, source
+    )
+    return source
 
 
 @task(name="apply-batch", **TASK_OPTIONS)
@@ -306,8 +405,11 @@ def record_decision(env: PipelineEnvironment, config: PipelineConfig, version: s
     current = env.tracking.get_alias(name, config.pipeline.alias)
     if current is None or current.version != version:
         raise RuntimeError(f"{name}@{config.pipeline.alias} does not point at version {version} after promotion")
-    if env.tracking.version_tags(name, version).get("source") != expected_source:
+    tags = env.tracking.version_tags(name, version)
+    if tags.get("source") != expected_source:
         raise RuntimeError(f"{name} version {version} is not the {expected_source} model")
+    if not tags.get("verdict"):  # the alias never serves a model that carries no verification record
+        raise RuntimeError(f"{name} version {version} has no verdict tag; it was never verified")
 
 
 @task(name="announce-audit-due", **TASK_OPTIONS)

@@ -193,6 +193,56 @@ class TrackingStore:
         ) as run:
             yield run.info.run_id
 
+    def close_interrupted_runs(self, tags: Mapping[str, str]) -> list[str]:
+        """End as ``KILLED`` every ``RUNNING`` run of the experiment whose tags include ``tags``, and every
+        ``RUNNING`` child of such a run; returns their IDs.
+
+        Only for a caller that knows none of them is alive (a deletion batch holding its model's slot: the runs
+        of a process killed mid-batch stay ``RUNNING`` forever otherwise). Runs of other datasets, which share the
+        experiment, are left alone. The store's own open parent run, if any, is never closed.
+        """
+        try:
+            running = self._client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'")
+        except MlflowException as error:
+            raise TrackingError(f"cannot list the running runs of {self.experiment!r}: {one_line(error)}") from error
+        wanted = _str_dict(tags)
+
+        def matches(run_tags: Mapping[str, str]) -> bool:
+            return all(run_tags.get(key) == value for key, value in wanted.items())
+
+        parents: dict[str, bool] = {}
+
+        def parent_matches(parent_id: str) -> bool:
+            if parent_id not in parents:
+                try:
+                    parents[parent_id] = matches(self._client.get_run(parent_id).data.tags)
+                except MlflowException:
+                    parents[parent_id] = False
+            return parents[parent_id]
+
+        closed = []
+        for run in running:
+            run_id, run_tags = run.info.run_id, run.data.tags
+            if run_id == self._parent_run_id:
+                continue
+            parent_id = run_tags.get("mlflow.parentRunId")
+            if parent_id == self._parent_run_id and parent_id is not None:
+                continue
+            if matches(run_tags) or (parent_id is not None and parent_matches(parent_id)):
+                try:
+                    self._client.set_terminated(run_id, status="KILLED")
+                except MlflowException as error:
+                    raise TrackingError(f"cannot close run {run_id}: {one_line(error)}") from error
+                closed.append(run_id)
+        return closed
+
+    def run_status(self, run_id: str) -> str:
+        """A run's status (``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED``...)."""
+        try:
+            return str(self._client.get_run(run_id).info.status)
+        except MlflowException as error:
+            raise TrackingError(f"cannot read run {run_id}: {one_line(error)}") from error
+
     def _require_run(self, what: str) -> str:
         run = mlflow.active_run()
         if run is None:

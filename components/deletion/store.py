@@ -348,9 +348,15 @@ class DataStore:
         New split files are fully written (as temporary files) before any is renamed into place; the batch record
         is written after the data and the requests move last, so a crash leaves either the old data with pending
         requests or the new data with its batch record.
+
+        Applying a batch again to the data it already left (a resumed batch, ``components/deletion/ledger.py``)
+        deletes nothing and completes the record and the requests.
         """
         if ids_sha256(current.pool.ids.tolist()) != batch.parent_pool_sha256:
-            raise DataError(f"batch {batch.batch_id} was planned on another data version; plan it again")
+            if not self.batch_applied(current, batch):
+                raise DataError(f"batch {batch.batch_id} was planned on another data version; plan it again")
+            self._record(batch)
+            return current
         removed = np.asarray(batch.forget_ids + batch.removed_elsewhere)
         kept = {name: getattr(current, name) for name in SPLITS}
         kept = {name: images.subset(np.flatnonzero(~np.isin(images.ids, removed))) for name, images in kept.items()}
@@ -368,10 +374,20 @@ class DataStore:
             raise
         for temporary, target in staged:
             Path(temporary).replace(target)
+        self._record(batch)
+        return StoredDataset(name=current.name, meta=current.meta, **kept)
+
+    @staticmethod
+    def batch_applied(current: StoredDataset, batch: ForgetBatch) -> bool:
+        """Whether ``current`` is data ``batch`` already deleted from: none of its samples is left."""
+        removed = np.asarray(batch.forget_ids + batch.removed_elsewhere)
+        return not any(np.isin(getattr(current, name).ids, removed).any() for name in SPLITS)
+
+    def _record(self, batch: ForgetBatch) -> None:
+        """Write the batch record, then file its requests under ``requests/processed``."""
         write_json(self.batches_dir / f"{batch.batch_id}.json", batch.model_dump(mode="json"))
         for request_id in batch.request_ids:
             source = self.pending_dir / f"{request_id}.json"
             if source.exists():
                 self.processed_dir.mkdir(parents=True, exist_ok=True)
                 source.replace(self.processed_dir / source.name)
-        return StoredDataset(name=current.name, meta=current.meta, **kept)

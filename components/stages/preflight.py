@@ -15,7 +15,9 @@ from pathlib import Path
 import yaml
 
 from components.config import PipelineConfig
+from components.data.types import DataError
 from components.deletion import policy
+from components.deletion.ledger import BatchLedger
 from components.deletion.store import DataStore
 
 
@@ -59,6 +61,11 @@ def idle_message(config: PipelineConfig, root: Path) -> str | None:
     store = DataStore(root / "data")
     dataset = config.base.dataset
     if not store.is_materialised(dataset) or store.pending(dataset) or not matches_committed(root):
+        return None
+    try:
+        if BatchLedger(root).unfinished(dataset) is not None:  # an interrupted batch is resumed by the flow
+            return None
+    except DataError:  # an unreadable ledger: the flow runs and reports it
         return None
     # the MLflow SDK is imported only once the cheap checks passed
     from components.adapters.services import open_tracking

@@ -466,3 +466,21 @@ def test_reject_moves_the_request_with_its_reasons(store: DataStore) -> None:
     document = json.loads((store.rejected_dir / "req-1.json").read_text())
     assert document["reasons"] == ["unknown ID toy/train/99999", "batch too large"]
     assert ForgetRequest.model_validate(document["request"]) == request
+
+
+def test_apply_batch_again_on_the_data_it_left_only_completes_the_record(store: DataStore) -> None:
+    # given a batch whose samples were deleted by a run killed before it wrote the record and moved the requests
+    request = place_pending(store, make_request("req-1", ids_of(store.load(NAME).pool)[:2]))
+    stored = store.load(NAME)
+    batch = store.plan_batch(stored, [request])
+    after = store.apply_batch(stored, batch)
+    (store.batches_dir / f"{batch.batch_id}.json").unlink()
+    (store.processed_dir / "req-1.json").replace(store.pending_dir / "req-1.json")
+
+    # when the batch is applied again to the current data
+    again = store.apply_batch(store.load(NAME), batch)
+
+    # then nothing more is deleted, and the record and the processed request are there
+    assert ids_of(again.pool) == ids_of(after.pool)
+    assert store.batches(NAME) == [batch]
+    assert store.known_request("req-1")[0] == "processed"  # type: ignore[index]

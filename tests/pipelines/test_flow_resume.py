@@ -1,0 +1,212 @@
+"""A deletion batch is a durable, resumable unit: a run that stops mid-batch leaves a ledger
+(``components/deletion/ledger.py``) and the next plain run finishes the batch instead of treating the reduced data
+as fresh.
+
+Each scenario makes one task raise once (the crash), checks what the ledger and the request say, then runs the
+flow again normally (``verify.mode=certify`` with lenient tolerances: the unlearned path).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from components.adapters.tracking import default_tracking_uri
+from components.deletion.ledger import BatchLedger
+from pipelines import tasks
+from tests.pipelines.conftest import REPO_ROOT
+from tests.pipelines.test_flow_certify import LENIENT_CERTIFICATION
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODEL = "mixunlearn-digits"
+REQUEST_ID = "req-2026-11-27-owner-0042"  # examples/requests/digits-data-owner.json
+
+
+class CrashError(RuntimeError):
+    """The simulated interruption."""
+
+
+def crash_once(original: Callable[..., Any], when: Callable[..., bool] = lambda *a, **k: True) -> Callable[..., Any]:
+    """``original``, except that the first call for which ``when`` holds raises ``CrashError``."""
+    crashed: list[bool] = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not crashed and when(*args, **kwargs):
+            crashed.append(True)
+            raise CrashError("simulated interruption")
+        return original(*args, **kwargs)
+
+    return wrapper
+
+
+def after_deletion(_env: Any, message: str) -> bool:
+    return message.startswith("data: forget batch")
+
+
+# task to break, the condition, and the stage the ledger records when it breaks
+CRASHES = {
+    "before-snapshot": ("version_data", after_deletion, "data_deleted"),
+    "during-unlearning": ("unlearn", None, "snapshotted"),
+    "after-registration": ("record_decision", None, "verified"),
+}
+
+
+@dataclass(frozen=True)
+class Resumed:
+    project: Any  # conftest.Project
+    stage_at_crash: str
+    request_at_crash: str | None
+    alias_at_crash: str | None
+    planted_run: str
+    summary: Any  # pipelines.flows.RunSummary
+
+
+def plant_running_run(project: Any) -> str:
+    """A run left RUNNING by a killed process (as a SIGKILL leaves the parent run of the batch)."""
+    client = MlflowClient(default_tracking_uri(project.root))
+    experiment = client.get_experiment_by_name(project.config.pipeline.experiment)
+    run = client.create_run(experiment.experiment_id, tags={"dataset": "digits"}, run_name="deletion-batch-digits")
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module", params=sorted(CRASHES))
+def resumed(request: pytest.FixtureRequest, prefect_harness: None, new_project: Callable[..., Any]) -> Resumed:
+    name, when, _ = CRASHES[request.param]
+    project = new_project(f"resume-{request.param}", "verify.mode=certify", *LENIENT_CERTIFICATION)
+    project.submit_example()
+    with pytest.MonkeyPatch.context() as patch:
+        original = getattr(tasks, name)
+        patch.setattr(tasks, name, crash_once(original, when) if when else crash_once(original))
+        with pytest.raises(CrashError):
+            project.run()
+    book = BatchLedger(project.root)
+    state = book.unfinished("digits")
+    assert state is not None
+    alias = project.tracking().get_alias(MODEL, "champion")
+    crash_facts = (state.stage, book.request_state(project.store, REQUEST_ID), alias.version if alias else None)
+    planted = plant_running_run(project)
+    return Resumed(project, *crash_facts, planted, project.run())
+
+
+def test_the_crash_leaves_the_batch_open_and_its_request_in_it(resumed: Resumed, request: Any) -> None:
+    expected_stage = CRASHES[request.node.callspec.params["resumed"]][2]
+
+    assert resumed.stage_at_crash == expected_stage
+    assert resumed.request_at_crash is not None
+    assert resumed.request_at_crash.startswith("in batch batch-")
+    assert resumed.alias_at_crash == "1"  # the untouched original still serves
+
+
+def test_the_next_run_finishes_the_batch(resumed: Resumed) -> None:
+    project, summary = resumed.project, resumed.summary
+    (batch,) = project.store.batches("digits")
+    state = BatchLedger(project.root).load(batch.batch_id)
+
+    assert summary.status == "promoted"
+    assert f"resumed batch {batch.batch_id} from stage {resumed.stage_at_crash}" in summary.message
+    assert state is not None
+    assert state.finished
+    assert state.promoted_version == summary.version
+    assert BatchLedger(project.root).request_state(project.store, REQUEST_ID) == "processed"
+    assert Path(summary.report).is_file()
+
+
+def test_the_champion_is_the_verified_unlearned_model_of_the_batch(resumed: Resumed) -> None:
+    project, summary = resumed.project, resumed.summary
+    tracking = project.tracking()
+    (batch,) = project.store.batches("digits")
+    champion = tracking.get_alias(MODEL, "champion")
+    tags = tracking.version_tags(MODEL, summary.version)
+
+    assert champion is not None
+    assert champion.version == summary.version
+    assert tags["source"] == "unlearned"
+    assert tags["verdict"] == "pass"
+    assert tags["forget_batch_id"] == batch.batch_id
+    assert tags["parent_model_version"] == "1"
+    # one original and one promotion of the batch, however often it was interrupted
+    assert [ref.version for ref in tracking.find_versions(MODEL, {"forget_batch_id": batch.batch_id})] == [
+        summary.version
+    ]
+    assert [ref.version for ref in tracking.find_versions(MODEL, {"source": "original"})] == ["1"]
+
+
+def test_no_run_is_left_running(resumed: Resumed) -> None:
+    client = MlflowClient(default_tracking_uri(resumed.project.root))
+    experiment = client.get_experiment_by_name(resumed.project.config.pipeline.experiment)
+
+    running = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'")
+
+    assert running == []
+    assert client.get_run(resumed.planted_run).info.status == "KILLED"
+
+
+# -- a real SIGKILL ----------------------------------------------------------------------------------------------
+
+
+def cli_run(project: Any, prefect_home: Path, *extra: str) -> subprocess.Popen[str]:
+    """``python -m components.cli run`` on ``project`` in its own process group (and its own Prefect home)."""
+    sets = [part for override in project.overrides for part in ("--set", override)]
+    command = [sys.executable, "-m", "components.cli", "run", "--root", str(project.root)]
+    command += ["--params", str(project.root / "params.yaml"), *sets, *extra]
+    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    env["PREFECT_HOME"] = str(prefect_home)
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_run_killed_after_the_deletion_is_finished_by_the_next_run(
+    new_project: Callable[..., Any], tmp_path: Path
+) -> None:
+    # given a run killed with SIGKILL once the batch has deleted its samples
+    project = new_project("resume-sigkill", "verify.mode=certify", *LENIENT_CERTIFICATION)
+    book = BatchLedger(project.root)
+    process = cli_run(project, tmp_path / "prefect", "--example")
+    deadline = time.monotonic() + 600
+    stage = None
+    while time.monotonic() < deadline and process.poll() is None:
+        states = book.states("digits") if book.directory.is_dir() else []
+        if states and states[0].reached("data_deleted"):
+            os.killpg(process.pid, signal.SIGKILL)
+            stage = states[0].stage
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    assert stage is not None, process.stdout.read() if process.stdout else ""
+    assert book.unfinished("digits") is not None
+
+    # when the same project runs again without arguments
+    again = cli_run(project, tmp_path / "prefect")
+    output, _ = again.communicate(timeout=900)
+
+    # then the batch is finished: one batch, its verified unlearned model serves, nothing is left running
+    assert again.returncode == 0, output
+    (batch,) = project.store.batches("digits")
+    assert f"resumed batch {batch.batch_id}" in output
+    assert book.unfinished("digits") is None
+    tracking = project.tracking()
+    champion = tracking.get_alias(MODEL, "champion")
+    assert champion is not None
+    tags = tracking.version_tags(MODEL, champion.version)
+    assert (tags["forget_batch_id"], tags["source"], tags["verdict"]) == (batch.batch_id, "unlearned", "pass")
+    client = MlflowClient(default_tracking_uri(project.root))
+    experiment = client.get_experiment_by_name(project.config.pipeline.experiment)
+    assert client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'") == []
