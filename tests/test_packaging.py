@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -145,3 +146,18 @@ def test_the_wheel_ships_the_packages_and_default_files(tmp_path: Path) -> None:
     assert not any(name.startswith(("mlflow/", "tests/")) for name in names)
     assert "Requires-Dist: prefect==3.9.1" in metadata
     assert "Requires-Dist: torch" not in metadata
+
+
+@pytest.mark.slow
+def test_the_sdist_carries_the_default_files(tmp_path: Path) -> None:
+    # given: an sdist built from a copy of the checkout (a wheel built from it runs the same build step)
+    source = _source_tree(tmp_path / "src")
+    code = f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))"
+    built = subprocess.run([sys.executable, "-c", code], cwd=source, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    with tarfile.open(tmp_path / built.stdout.split()[-1]) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    # then: setup.py, MANIFEST.in and the default files, and neither mlflow/ nor tests/
+    assert {"setup.py", "MANIFEST.in", "params.yaml", "tuned.yaml", "grids.yaml"} <= names
+    assert "examples/requests/digits-data-owner.json" in names
+    assert not any(name.startswith(("mlflow/", "tests/")) for name in names)
