@@ -26,7 +26,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from components.config import DEFAULT_PARAMS, ConfigError, PipelineConfig, load_config
+import components._requires  # noqa: F401  (one error line, not a traceback, when torch is missing)
+from components.config import DEFAULT_PARAMS, ConfigError, PipelineConfig, load_config, resolve_params
 from components.data.types import DataError
 from components.runtime import Callback
 
@@ -94,10 +95,24 @@ def guarded(function: Callable[[], None]) -> None:
 
 
 def load_params(params: Path, override: list[str] | None, required: bool = False) -> PipelineConfig:
-    """params.yaml with overrides. Unless ``required``, the built-in defaults stand in when the default file is
-    absent (a bench outside the repository); an explicitly named file must exist."""
-    optional = not required and not params.exists() and params == DEFAULT_PARAMS
-    return load_config(None if optional else params, override or [])
+    """params.yaml with overrides. The default name falls back to the packaged params.yaml when the working
+    directory has none (``components.config.resolve_params``, said on stderr); unless ``required``, the built-in
+    defaults stand in when neither exists. An explicitly named file must exist."""
+    resolved = resolve_params(params)
+    if resolved != params:
+        console.print(f"[dim]no ./{params}: using the packaged defaults {resolved}[/dim]", highlight=False)
+    optional = not required and not resolved.exists() and params == DEFAULT_PARAMS
+    return load_config(None if optional else resolved, override or [])
+
+
+def shipped_file(path: Path, name: str | Path) -> Path:
+    """``path`` when it exists, else the packaged copy of ``name`` (an installed package used outside the checkout,
+    ``components.packaged``), else ``path`` (whose absence the caller reports)."""
+    if path.exists():
+        return path
+    from components.packaged import default_file
+
+    return default_file(name) or path
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -225,7 +240,7 @@ def tune(
         document = document or {}
         if not isinstance(document, dict):
             raise UserError(f"{tuned} must map datasets to scenarios to methods")
-        all_grids = load_grids(grids)
+        all_grids = load_grids(shipped_file(grids, grids.name) if grids == Path("grids.yaml") else grids)
         names = list(all_grids) if methods == "all" else parse_list(methods, "--methods")
         missing = [name for name in names if name not in all_grids]
         if missing:
@@ -472,7 +487,7 @@ def run(
         store = DataStore(root / "data")
         queue = list(request or [])
         if example and config.pipeline.example_request:
-            queue.append(root / config.pipeline.example_request)
+            queue.append(shipped_file(root / config.pipeline.example_request, config.pipeline.example_request))
         from components.deletion.store import ForgetRequest
 
         limits = admission_limits(config)

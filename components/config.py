@@ -263,14 +263,33 @@ def load_document(path: Path) -> dict[str, Any]:
     return document
 
 
+def resolve_params(path: Path | str) -> Path:
+    """The parameter file to read for ``path``: itself, except that the default name (``params.yaml``, relative)
+    falls back to the packaged copy (``components.packaged``) when the working directory has none.
+
+    Precedence: ``--params FILE`` given by the caller; ``./params.yaml``; the packaged params.yaml (an installed
+    wheel's ``components/defaults/``, or the source checkout's root).
+    """
+    path = Path(path)
+    if path == DEFAULT_PARAMS and not path.exists():
+        from components.packaged import default_file
+
+        return default_file(DEFAULT_PARAMS.name) or path
+    return path
+
+
 def load_config(path: Path | str | None = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> PipelineConfig:
     """Load and validate params.yaml (or only defaults when ``path`` is None) with overrides applied.
+
+    The default name ``params.yaml`` is read from the working directory, else from the packaged copy
+    (``resolve_params``).
 
     ``unlearn.tuned_file`` (relative to the parameter file) names the validation-tuned settings written by
     ``mixunlearn tune``; they are read into ``unlearn.tuned`` unless that is given explicitly. Every method's
     settings are then validated for both forget kinds and every tuned entry (see ``UnlearnSection``).
     """
-    document = apply_overrides(load_document(Path(path)) if path is not None else {}, overrides)
+    path = resolve_params(path) if path is not None else None
+    document = apply_overrides(load_document(path) if path is not None else {}, overrides)
     unlearn = document.get("unlearn")
     if isinstance(unlearn, dict):
         tuned_file = unlearn.get("tuned_file")
