@@ -231,7 +231,8 @@ def markdown(document: Mapping[str, Any]) -> str:
             if document["setup_wall_seconds"]
             else "Set-up: the champion of an earlier run of this command in the same project (not timed here). "
         )
-        + f"`mixunlearn run` with nothing pending: {idle['wall_seconds']:.1f} s, peak {idle['peak_rss_mb'] or 0:.0f} MB.",
+        + f"`mixunlearn run` with nothing pending: {idle['wall_seconds']:.1f} s, "
+        f"peak {idle['peak_rss_mb'] or 0:.0f} MB.",
         f"Command: `{document['command']}`; machine: {document['machine']}.",
     ]
     return "\n".join(lines) + "\n"
