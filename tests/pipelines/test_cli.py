@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -134,6 +137,48 @@ def test_run_again_reports_the_known_request_and_nothing_pending(example_run: Cl
     assert f"already known: request {EXAMPLE_ID}" in result.stdout
     assert "nothing pending: mixunlearn-digits@champion (version 2)" in result.stdout
     assert "| Method |" not in result.stdout
+
+
+def clone_of(project: Any, target: Path, *copied: str) -> Any:
+    """A git clone of ``project`` (no data/, no DVC cache, no MLflow store) with the git-ignored ``copied`` paths."""
+    subprocess.run(["git", "clone", "-q", str(project.root), str(target)], check=True, capture_output=True)
+    for relative in copied:
+        shutil.copytree(project.root / relative, target / relative)
+    return SimpleNamespace(root=target, overrides=project.overrides)
+
+
+@pytest.mark.slow
+def test_a_clone_with_the_remote_restores_data_and_applies_no_second_batch(example_run: CliRun, tmp_path: Path) -> None:
+    # given a clone of the project after the example batch: no data/, no DVC cache, the remote and the MLflow store
+    clone = clone_of(example_run.project, tmp_path / "clone", ".dvc-remote", "mlflow")
+    commits = subprocess.run(["git", "-C", str(clone.root), "rev-list", "--count", "HEAD"], capture_output=True)
+
+    # when the same request is run again there
+    result = invoke(run_args(clone, "--example"))
+
+    # then data/ (batch records included) came back from DVC, the request is known and nothing is unlearned again
+    assert result.exit_code == 0, result.output
+    assert "restored data/ from dvc" in result.stdout
+    assert f"already known: request {EXAMPLE_ID}" in result.stdout
+    assert "nothing pending: mixunlearn-digits@champion (version 2)" in result.stdout
+    assert len(list((clone.root / "data" / "batches").glob("*.json"))) == 1
+    after = subprocess.run(["git", "-C", str(clone.root), "rev-list", "--count", "HEAD"], capture_output=True)
+    assert after.stdout == commits.stdout
+
+
+@pytest.mark.slow
+def test_a_missing_tracking_store_is_an_error_once_batches_ran(example_run: CliRun, tmp_path: Path) -> None:
+    # given a clone after the example batch with the DVC remote but without mlflow/ (the registry is lost)
+    clone = clone_of(example_run.project, tmp_path / "clone", ".dvc-remote")
+
+    # when it runs
+    result = invoke(run_args(clone, "--example"))
+
+    # then it stops with one line naming the store, and no fresh registry is started
+    line = one_error_line(result)
+    assert "tracking store mlflow/mlflow.db is missing" in line
+    assert "restore it from its backup" in line
+    assert not (clone.root / "mlflow" / "mlflow.db").exists()
 
 
 # -- user errors -----------------------------------------------------------------------------------------------
