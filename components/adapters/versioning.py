@@ -293,7 +293,7 @@ class DataVersioning:
         target = str(self.repo_root / self.dvc_file)
         try:
             self.ensure_initialised()
-            with _quiet_dvc(), self._open() as repo:
+            with _quiet_dvc(logging.CRITICAL, "dvc", "dvc_data"), self._open() as repo:  # a miss is reported below
                 try:
                     repo.checkout(targets=[target], force=True)
                 except (DvcException, OSError):
@@ -455,15 +455,18 @@ class DataVersioning:
 
 
 @contextmanager
-def _quiet_dvc() -> Iterator[None]:
-    """Hide DVC's INFO hints ("To track the changes with git, run: ...") that it logs to stdout."""
-    logger = logging.getLogger("dvc")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
+def _quiet_dvc(at_least: int = logging.WARNING, *names: str) -> Iterator[None]:
+    """Hide DVC's INFO hints ("To track the changes with git, run: ...") that it logs to stdout; with ``at_least``
+    and logger ``names``, more of DVC's chatter (a checkout's "missing cache files" warnings)."""
+    loggers = [logging.getLogger(name) for name in names or ("dvc",)]
+    levels = [logger.level for logger in loggers]
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(max(level, at_least))
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _object_path(root: Path, md5: str) -> Path:
