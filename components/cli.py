@@ -508,6 +508,9 @@ def run(
                 typer.echo(idle)
                 typer.echo(f"wall {process_seconds():.1f} s")
                 return
+        from components.adapters.services import check_tracking, open_versioning
+
+        check_tracking(root, open_versioning(root))  # a lost registry stops the run before any service starts
         from pipelines.flows import deletion_batch
 
         _quiet_libraries(verbose)
@@ -549,6 +552,9 @@ def retrain_audit(
             locked(config)
 
     def locked(config: PipelineConfig) -> None:
+        from components.adapters.services import check_tracking, open_versioning
+
+        check_tracking(root, open_versioning(root))  # a lost registry stops the audit before any service starts
         from pipelines.audit import retrain_audit as audit_flow
 
         _quiet_libraries(verbose)
@@ -590,7 +596,9 @@ def purge(
         for version in record.versions if record else ():
             typer.echo(
                 f"purged data version {version.git_rev[:12]} ({version.data_md5}): "
-                f"{', '.join(version.files) or 'listing only'}; forgotten by {', '.join(version.batch_ids)}"
+                f"{', '.join(version.files) or 'no sample file stored here'}"
+                f"{'' if version.objects else ' (its objects were already absent)'}; "
+                f"forgotten by {', '.join(version.batch_ids)}"
             )
         for waiting in outcome.waiting:
             typer.echo(

@@ -114,25 +114,43 @@ def require_tracking(config: PipelineConfig, root: Path, versioning: DataVersion
         TrackingStoreMissingError: as above.
     """
     root = root.resolve()
-    uri = Endpoints().tracking_uri or default_tracking_uri(root)
-    database = sqlite_path(uri)
-    fresh = database is not None and (not database.exists() or database.stat().st_size == 0)
-    evidence = batch_evidence(root, versioning)
-    where = str(database.relative_to(root) if database.is_relative_to(root) else database) if database else uri
-    hint = (
-        f"the data has {len(evidence)} deletion batch(es) ({', '.join(evidence[:3])}) but the tracking store {where} "
-        "is {state}: restore it from its backup (or point MLFLOW_TRACKING_URI at the tracking server that holds the "
-        "registry) before running; a fresh store would lose the champion and its lineage"
-    )
-    if fresh and evidence:
-        state = "missing" if database is not None and not database.exists() else "empty"
-        raise TrackingStoreMissingError(hint.format(state=state))
+    evidence = check_tracking(root, versioning)
     try:
         return open_tracking(config, root)
     except TrackingError as error:
         if evidence:
-            raise TrackingStoreMissingError(hint.format(state=f"unreadable ({error})")) from error
+            raise TrackingStoreMissingError(_missing_line(root, evidence, f"unreadable ({error})")) from error
         raise
+
+
+def check_tracking(root: Path, versioning: DataVersioning) -> list[str]:
+    """``require_tracking``'s check without opening MLflow (the CLI runs it before any service starts).
+
+    Returns:
+        The batch evidence (``batch_evidence``).
+
+    Raises:
+        TrackingStoreMissingError: If batches ran here and the local store is missing or empty.
+    """
+    root = root.resolve()
+    database = sqlite_path(Endpoints().tracking_uri or default_tracking_uri(root))
+    fresh = database is not None and (not database.exists() or database.stat().st_size == 0)
+    evidence = batch_evidence(root, versioning)
+    if fresh and evidence:
+        state = "missing" if database is not None and not database.exists() else "empty"
+        raise TrackingStoreMissingError(_missing_line(root, evidence, state))
+    return evidence
+
+
+def _missing_line(root: Path, evidence: list[str], state: str) -> str:
+    uri = Endpoints().tracking_uri or default_tracking_uri(root)
+    database = sqlite_path(uri)
+    where = str(database.relative_to(root) if database.is_relative_to(root) else database) if database else uri
+    return (
+        f"the data has {len(evidence)} deletion batch(es) ({', '.join(evidence[:3])}) but the tracking store {where} "
+        f"is {state}: restore it from its backup (or point MLFLOW_TRACKING_URI at the tracking server that holds the "
+        "registry) before running; a fresh store would lose the champion and its lineage"
+    )
 
 
 def open_environment(config: PipelineConfig, root: Path) -> PipelineEnvironment:
