@@ -192,4 +192,11 @@ def purge_data(
             f"(batches {', '.join(batches)})"
         )
 
-    return purge.purge(versioning, store.batches(dataset), dataset, retention, record, now)
+    outcome = purge.purge(versioning, store.batches(dataset), dataset, retention, record, now)
+    if outcome.record is None:
+        # a purge whose commit failed (objects deleted, record written): commit its record now
+        committed = versioning.listing(versioning.current_md5() or "") or {}
+        records = {f"{purge.PURGES_DIR}/{path.name}" for path in (store.root / purge.PURGES_DIR).glob("*.json")}
+        if records - set(committed):
+            versioning.snapshot(f"data: purge records {', '.join(sorted(records - set(committed)))}")
+    return outcome

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from components.adapters.versioning import DataSnapshot, DataVersioning, DataVersionPurgedError
+from components.adapters.versioning import DataSnapshot, DataVersioning, DataVersionPurgedError, VersioningError
 from components.cli import app
 from components.config import PipelineConfig, load_config
 from components.data.types import DataError
@@ -205,3 +205,26 @@ def test_purge_deletes_the_old_version_and_keeps_the_audit_trail(tmp_path: Path)
     # the batch's parent version is no candidate any more
     assert steps.purge_data(project.config, project.store, versioning, retention_days=0).record is None
     assert np.isin(project.batch.forget_ids, current.ids).sum() == 0
+
+
+def test_a_purge_whose_commit_failed_is_committed_by_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path / "project")
+    versioning = project.versioning
+
+    def broken(message: str) -> DataSnapshot:
+        raise VersioningError("snapshot of data/ failed at git commit: no identity")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(versioning, "snapshot", broken)
+        with pytest.raises(VersioningError, match="no identity"):
+            steps.purge_data(project.config, project.store, versioning, retention_days=0)
+    head = git(project.root, "rev-parse", "HEAD")
+
+    again = steps.purge_data(project.config, project.store, versioning, retention_days=0)
+
+    assert again.record is None  # the versions were purged the first time
+    assert git(project.root, "rev-parse", "HEAD") != head
+    assert git(project.root, "log", "-1", "--format=%s").startswith("data: purge records purges/purge-")
+    assert git(project.root, "status", "--porcelain") == ""
