@@ -485,6 +485,14 @@ def run(
         from components.deletion.store import DataStore
 
         store = DataStore(root / "data")
+        if (root / "data.dvc").exists() and not store.is_materialised(config.base.dataset):
+            # the committed version first, so known requests and batch records are seen before anything is queued
+            from components.adapters.services import open_versioning
+            from components.stages.steps import restore_data
+
+            how = restore_data(config, store, open_versioning(root))
+            if how is not None:
+                typer.echo(f"restored data/ from {how}: the version data.dvc records")
         queue = list(request or [])
         if example and config.pipeline.example_request:
             queue.append(shipped_file(root / config.pipeline.example_request, config.pipeline.example_request))
@@ -515,6 +523,9 @@ def run(
                 typer.echo(idle)
                 typer.echo(f"wall {process_seconds():.1f} s")
                 return
+        from components.adapters.services import check_tracking, open_versioning
+
+        check_tracking(root, open_versioning(root))  # a lost registry stops the run before any service starts
         from pipelines.flows import deletion_batch
 
         _quiet_libraries(verbose)
@@ -556,6 +567,9 @@ def retrain_audit(
             locked(config)
 
     def locked(config: PipelineConfig) -> None:
+        from components.adapters.services import check_tracking, open_versioning
+
+        check_tracking(root, open_versioning(root))  # a lost registry stops the audit before any service starts
         from pipelines.audit import retrain_audit as audit_flow
 
         _quiet_libraries(verbose)
@@ -567,6 +581,52 @@ def retrain_audit(
         typer.echo(f"wall {process_seconds():.1f} s, compute {summary.compute_seconds:.1f} s")
 
     guarded_flow(go, verbose)
+
+
+@app.command()
+def purge(
+    dataset: DatasetOption = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(help="Retention in days (default: pipeline.purge_after_days in params.yaml)", min=0),
+    ] = None,
+    root: RootOption = Path(),
+    params: ParamsOption = DEFAULT_PARAMS,
+    override: SetOption = None,
+    no_wait: NoWaitOption = False,
+) -> None:
+    """Delete forgotten samples from older data versions (DVC cache and local remote) once the retention period has
+    passed; batch records, requests, MLflow tags and a purge record (data/purges/) keep the audit trail."""
+
+    def go() -> None:
+        overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
+        config = load_params(params, overrides, required=True)
+        from components.adapters.services import open_versioning
+        from components.deletion.store import DataStore
+        from components.stages.steps import purge_data
+
+        with model_locked(root, config, no_wait):
+            outcome = purge_data(config, DataStore(root / "data"), open_versioning(root), older_than)
+        record = outcome.record
+        for version in record.versions if record else ():
+            typer.echo(
+                f"purged data version {version.git_rev[:12]} ({version.data_md5}): "
+                f"{', '.join(version.files) or 'no sample file stored here'}"
+                f"{'' if version.objects else ' (its objects were already absent)'}; "
+                f"forgotten by {', '.join(version.batch_ids)}"
+            )
+        for waiting in outcome.waiting:
+            typer.echo(
+                f"kept data version {waiting.git_rev[:12]} ({waiting.data_md5}): retention of "
+                f"{outcome.retention_days:g} days not passed (superseded {waiting.superseded_at:%Y-%m-%d}, due "
+                f"{waiting.due_on(outcome.retention_days):%Y-%m-%d})"
+            )
+        if record is not None:
+            typer.echo(f"purge record: data/purges/{record.purge_id}.json ({len(record.deleted)} objects deleted)")
+        elif not outcome.waiting:
+            typer.echo("nothing to purge: no older data version holds forgotten samples")
+
+    guarded(go)
 
 
 @app.command("audit")

@@ -178,7 +178,8 @@ class PipelineSection(Section):
 
     ``max_batch_fraction`` caps one batch as a share of the training pool; ``max_request_ids`` caps the IDs of
     one request at submit time (admission control, ``components.deletion.admission``), together with the batch
-    limit once the pool is known.
+    limit once the pool is known. ``purge_after_days`` is the retention period after which ``mixunlearn purge``
+    deletes forgotten samples from older data versions (``components.deletion.purge``).
 
     Endpoints and credentials (MLflow tracking server, S3) come from the environment: ``MLFLOW_TRACKING_URI``,
     ``MIXUNLEARN_DVC_REMOTE`` (e.g. ``s3://bucket/prefix``), ``S3_ENDPOINT_URL`` and the ``AWS_*`` variables.
@@ -194,6 +195,7 @@ class PipelineSection(Section):
     example_request: str | None = "examples/requests/digits-data-owner.json"
     reports_dir: str = "artifacts/reports"
     artifacts_dir: str = "artifacts"
+    purge_after_days: float = Field(30, ge=0)
 
 
 class AuditSection(Section):

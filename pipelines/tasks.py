@@ -57,7 +57,7 @@ def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
 
 @task(name="prepare-data", **TASK_OPTIONS)
 def prepare_data(config: PipelineConfig, env: PipelineEnvironment) -> StoredDataset:
-    stored, created = steps.prepare_data(config, env.store)
+    stored, created = steps.prepare_data(config, env.store, env.versioning)
     get_run_logger().info(
         "%s %s: pool %d, val %d, test %d samples",
         "materialised" if created else "reusing",

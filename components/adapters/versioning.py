@@ -10,13 +10,21 @@ Remotes: by default a local directory ``<repo_root>/.dvc-remote`` (git-ignored);
 optional ``endpoint_url`` (moto, MinIO) otherwise. S3 credentials come only from the environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``) and are never written to a
 config file.
+
+Purged versions: ``mixunlearn purge`` deletes the cache and remote objects of old data versions that still hold
+forgotten samples and records it in ``<data_dir>/purges/*.json`` (versioned with the data). Reading or restoring
+such a version raises ``DataVersionPurgedError`` naming the date and the batches instead of DVC's "missing cache"
+error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +48,18 @@ _DVC_SETUP_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore")
 
 class VersioningError(RuntimeError):
     """A DVC or git operation that failed; the message is one line for the user."""
+
+
+class DataVersionMissingError(VersioningError):
+    """The data version ``<data_dir>.dvc`` records is in neither the DVC cache nor the remote."""
+
+
+class DataVersionPurgedError(VersioningError):
+    """The data version was purged (``mixunlearn purge``): its samples are gone from the cache and the remote."""
+
+
+PURGES_DIR = "purges"
+"""Folder of purge records inside the data directory."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +260,7 @@ class DataVersioning:
         Raises:
             VersioningError: If ``rev`` has no ``.dvc`` file or the data cannot be found locally or remotely.
         """
+        self._raise_if_purged(self.md5_at(rev), rev)
         self._git("checkout", rev, "--", self.dvc_file)
         try:
             with _quiet_dvc(), self._open() as repo:
@@ -250,6 +271,158 @@ class DataVersioning:
         except (DvcException, OSError) as error:
             raise VersioningError(f"cannot restore {self.data_dir}/ at {rev}: {one_line(error)}") from error
         return str(self.current_md5())
+
+    def checkout_committed(self) -> str:
+        """Make the data directory match the version the working tree's ``.dvc`` file records: checked out from
+        the DVC cache, else pulled from the remote. Unlike ``restore``, no git file is touched.
+
+        Returns:
+            The md5 of the restored version.
+
+        Raises:
+            DataVersionPurgedError: If that version was purged.
+            DataVersionMissingError: If neither the cache nor the remote holds it; a data directory that did not exist
+                before is removed again, so nothing half-restored is left behind.
+        """
+        md5 = self.current_md5()
+        if md5 is None:
+            raise VersioningError(f"{self.dvc_file} not found: there is no committed data version to restore")
+        self._raise_if_purged(md5, "HEAD")
+        data_path = self.repo_root / self.data_dir
+        existed = data_path.exists()
+        target = str(self.repo_root / self.dvc_file)
+        try:
+            self.ensure_initialised()
+            with _quiet_dvc(logging.CRITICAL, "dvc", "dvc_data"), self._open() as repo:  # a miss is reported below
+                try:
+                    repo.checkout(targets=[target], force=True)
+                except (DvcException, OSError):
+                    repo.pull(targets=[target], remote=self.remote_name, force=True)
+        except (DvcException, OSError) as error:
+            if not existed and data_path.exists():
+                shutil.rmtree(data_path, ignore_errors=True)
+            raise DataVersionMissingError(
+                f"{self.dvc_file} records data version {md5} but neither the DVC cache (.dvc/cache) nor the remote "
+                f"{self.remote_name!r} ({self.remote_description()}) holds it: copy the cache or the remote back "
+                f"(then `dvc pull`), or set MIXUNLEARN_DVC_REMOTE to the remote that holds it ({one_line(error)})"
+            ) from error
+        return md5
+
+    def remote_description(self) -> str:
+        """The remote's URL as configured (for messages)."""
+        if self.remote_url is not None:
+            return self.remote_url
+        try:
+            with self._open() as repo:
+                return str(repo.config["remote"][self.remote_name]["url"])
+        except (DvcException, KeyError, VersioningError):
+            return DEFAULT_LOCAL_REMOTE
+
+    def version_history(self) -> list[tuple[str, str, str]]:
+        """``(git_rev, md5, subject)`` of every commit that changed the ``.dvc`` file, oldest first."""
+        shown = self._git("log", "--reverse", "--format=%H %s", "--", self.dvc_file, check=False)
+        history = []
+        for line in shown.stdout.splitlines():
+            rev, _, subject = line.partition(" ")
+            md5 = self.md5_at(rev)
+            if md5 is not None:
+                history.append((rev, md5, subject))
+        return history
+
+    # ------------------------------------------------------------------ purge
+
+    def listing(self, md5: str) -> dict[str, str] | None:
+        """``{relpath: md5}`` of the data version ``md5`` (a ``.dir`` hash), read from the cache or the local
+        remote; None when neither holds its listing."""
+        for root in (self.cache_root(), self._local_remote_root(required=False)):
+            path = _object_path(root, md5) if root is not None else None
+            if path is not None and path.exists():
+                try:
+                    return {str(e["relpath"]): str(e["md5"]) for e in json.loads(path.read_text())}
+                except (OSError, ValueError, KeyError, TypeError) as error:
+                    raise VersioningError(
+                        f"cannot read the listing of data version {md5}: {one_line(error)}"
+                    ) from error
+        return None
+
+    def cache_root(self) -> Path:
+        """The DVC cache folder (``.dvc/cache``)."""
+        return self.repo_root / ".dvc" / "cache"
+
+    def _local_remote_root(self, required: bool = True) -> Path | None:
+        url = self.remote_url
+        if url is None:
+            try:
+                with self._open() as repo:
+                    url = str(repo.config["remote"][self.remote_name]["url"])
+            except (DvcException, KeyError, VersioningError) as error:
+                if required:
+                    raise VersioningError(
+                        f"no DVC remote {self.remote_name!r} configured: {one_line(error)}"
+                    ) from error
+                return None
+        if re.match(r"\w+://", url) and not url.startswith("file://"):
+            if required:
+                raise VersioningError(
+                    f"purge deletes objects from a local directory remote only; remote {self.remote_name!r} is {url}"
+                )
+            return None
+        path = Path(url.removeprefix("file://"))
+        return path if path.is_absolute() else (self.repo_root / ".dvc" / path).resolve()
+
+    def delete_objects(self, md5s: list[str]) -> list[str]:
+        """Delete the objects ``md5s`` (file hashes or ``.dir`` listings) from the DVC cache and the local remote.
+
+        Returns:
+            The deleted paths, relative to the repository root where they lie inside it.
+
+        Raises:
+            VersioningError: If the remote is not a local directory (checked before anything is deleted).
+        """
+        remote = self._local_remote_root(required=True)
+        deleted = []
+        for root in (self.cache_root(), remote):
+            for md5 in md5s:
+                path = _object_path(root, md5) if root is not None else None
+                if path is not None and path.exists():
+                    path.chmod(0o644)  # DVC makes cache objects read-only
+                    path.unlink()
+                    deleted.append(
+                        path.relative_to(self.repo_root).as_posix()
+                        if path.is_relative_to(self.repo_root)
+                        else str(path)
+                    )
+        return deleted
+
+    def purged(self) -> dict[str, dict]:
+        """``{md5: purge entry}`` of every data version the purge records in the working tree name.
+
+        Each entry holds ``git_rev``, ``purged_at``, ``batch_ids`` (and the record's file name as ``record``).
+        """
+        found: dict[str, dict] = {}
+        for path in sorted((self.repo_root / self.data_dir / PURGES_DIR).glob("*.json")):
+            try:
+                document = json.loads(path.read_text())
+                for version in document.get("versions", []):
+                    found[str(version["data_md5"])] = {
+                        **version,
+                        "purged_at": document.get("purged_at"),
+                        "record": path.name,
+                    }
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+        return found
+
+    def _raise_if_purged(self, md5: str | None, rev: str) -> None:
+        entry = self.purged().get(md5) if md5 is not None else None
+        if entry is not None:
+            date = str(entry.get("purged_at") or "?")[:10]
+            batches = ", ".join(entry.get("batch_ids") or []) or "?"
+            raise DataVersionPurgedError(
+                f"data version {rev} was purged on {date} (batch {batches}): its samples were deleted from the DVC "
+                f"cache and remote; the batch records and the purge record {self.data_dir}/{PURGES_DIR}/"
+                f"{entry['record']} keep the audit trail"
+            )
 
     def md5_at(self, rev: str) -> str | None:
         """The md5 the ``.dvc`` file records at git revision ``rev``, or ``None`` when the revision or the file at
@@ -269,7 +442,12 @@ class DataVersioning:
         """Return the bytes of a tracked file (e.g. ``data/raw/labels.npy``) as it was at git revision ``rev``.
 
         Reads from the local cache, or from the configured remote when the cache lacks it.
+
+        Raises:
+            DataVersionPurgedError: If the version at ``rev`` was purged (``mixunlearn purge``).
+            VersioningError: If the file cannot be read.
         """
+        self._raise_if_purged(self.md5_at(rev), rev)
         try:
             return dvc.api.read(path, repo=str(self.repo_root), rev=rev, remote=self.remote_name, mode="rb")
         except (DvcException, OSError) as error:
@@ -277,15 +455,45 @@ class DataVersioning:
 
 
 @contextmanager
-def _quiet_dvc() -> Iterator[None]:
-    """Hide DVC's INFO hints ("To track the changes with git, run: ...") that it logs to stdout."""
-    logger = logging.getLogger("dvc")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
+def _quiet_dvc(at_least: int = logging.WARNING, *names: str) -> Iterator[None]:
+    """Hide DVC's INFO hints ("To track the changes with git, run: ...") that it logs to stdout; with ``at_least``
+    and logger ``names``, more of DVC's chatter (a checkout's "missing cache files" warnings)."""
+    loggers = [logging.getLogger(name) for name in names or ("dvc",)]
+    levels = [logger.level for logger in loggers]
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(max(level, at_least))
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _object_path(root: Path, md5: str) -> Path:
+    """Where DVC 3 keeps an object: ``<root>/files/md5/ab/cdef...`` (``.dir`` listings keep their suffix)."""
+    return root / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def directory_md5(path: Path) -> str:
+    """The DVC 3 hash (``<md5>.dir``) of a local directory, computed without touching the cache: the md5 of the
+    JSON listing of ``{"md5", "relpath"}`` entries sorted by relpath (what ``dvc add`` records)."""
+    entries = sorted(
+        (
+            {"md5": _file_md5(file), "relpath": file.relative_to(path).as_posix()}
+            for file in path.rglob("*")
+            if file.is_file()
+        ),
+        key=lambda entry: entry["relpath"],
+    )
+    return hashlib.md5(json.dumps(entries).encode(), usedforsecurity=False).hexdigest() + ".dir"
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_or_none(path: Path) -> bytes | None:

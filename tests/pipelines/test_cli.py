@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -134,6 +137,79 @@ def test_run_again_reports_the_known_request_and_nothing_pending(example_run: Cl
     assert f"already known: request {EXAMPLE_ID}" in result.stdout
     assert "nothing pending: mixunlearn-digits@champion (version 2)" in result.stdout
     assert "| Method |" not in result.stdout
+
+
+def clone_of(project: Any, target: Path, *copied: str) -> Any:
+    """A git clone of ``project`` (no data/, no DVC cache, no MLflow store) with the git-ignored ``copied`` paths."""
+    subprocess.run(["git", "clone", "-q", str(project.root), str(target)], check=True, capture_output=True)
+    for key, value in (("user.name", "Pipeline Tests"), ("user.email", "pipeline-tests@example.invalid")):
+        subprocess.run(["git", "-C", str(target), "config", key, value], check=True)
+    for relative in copied:
+        shutil.copytree(project.root / relative, target / relative)
+    return SimpleNamespace(root=target, overrides=project.overrides)
+
+
+@pytest.mark.slow
+def test_a_clone_with_the_remote_restores_data_and_applies_no_second_batch(example_run: CliRun, tmp_path: Path) -> None:
+    # given a clone of the project after the example batch: no data/, no DVC cache, the remote and the MLflow store
+    clone = clone_of(example_run.project, tmp_path / "clone", ".dvc-remote", "mlflow")
+    commits = subprocess.run(["git", "-C", str(clone.root), "rev-list", "--count", "HEAD"], capture_output=True)
+
+    # when the same request is run again there
+    result = invoke(run_args(clone, "--example"))
+
+    # then data/ (batch records included) came back from DVC, the request is known and nothing is unlearned again
+    assert result.exit_code == 0, result.output
+    assert "restored data/ from dvc" in result.stdout
+    assert f"already known: request {EXAMPLE_ID}" in result.stdout
+    assert "nothing pending: mixunlearn-digits@champion (version 2)" in result.stdout
+    assert len(list((clone.root / "data" / "batches").glob("*.json"))) == 1
+    after = subprocess.run(["git", "-C", str(clone.root), "rev-list", "--count", "HEAD"], capture_output=True)
+    assert after.stdout == commits.stdout
+
+
+@pytest.mark.slow
+def test_a_missing_tracking_store_is_an_error_once_batches_ran(example_run: CliRun, tmp_path: Path) -> None:
+    # given a clone after the example batch with the DVC remote but without mlflow/ (the registry is lost)
+    clone = clone_of(example_run.project, tmp_path / "clone", ".dvc-remote")
+
+    # when it runs
+    result = invoke(run_args(clone, "--example"))
+
+    # then it stops with one line naming the store, and no fresh registry is started
+    line = one_error_line(result)
+    assert "tracking store mlflow/mlflow.db is missing" in line
+    assert "restore it from its backup" in line
+    assert not (clone.root / "mlflow" / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_purge_after_a_batch_keeps_the_audit_trail(example_run: CliRun, tmp_path: Path) -> None:
+    # given a clone of the project after the example batch (remote and registry copied, so the original stays whole)
+    from components.adapters.versioning import DataVersioning, DataVersionPurgedError
+    from components.deletion.store import DataStore
+
+    clone = clone_of(example_run.project, tmp_path / "clone", ".dvc-remote", "mlflow")
+    invoke(run_args(clone, "--example"))  # restores data/ from the remote
+    (batch,) = DataStore(clone.root / "data").batches("digits")
+    sets = [part for override in clone.overrides for part in ("--set", override)]
+    where = ["--root", str(clone.root), "--params", str(clone.root / "params.yaml"), *sets]
+
+    # when purge runs with no retention left
+    result = invoke(["purge", *where, "--older-than", "0"])
+
+    # then the batch's parent version is gone with a clear message, the current one reads, the trail stays
+    assert result.exit_code == 0, result.output
+    assert f"purged data version {batch.parent_git_rev[:12]}" in result.stdout
+    versioning = DataVersioning(clone.root)
+    assert batch.parent_git_rev is not None
+    with pytest.raises(DataVersionPurgedError, match=f"data version {batch.parent_git_rev} was purged on .* \\(batch "):
+        versioning.read_at("data/digits/pool.npz", batch.parent_git_rev)
+    assert versioning.read_at("data/digits/pool.npz", "HEAD")
+    assert (clone.root / "data" / "batches" / f"{batch.batch_id}.json").is_file()
+    assert len(list((clone.root / "data" / "purges").glob("*.json"))) == 1
+    audit = invoke(["audit", "--root", str(clone.root), "--params", str(clone.root / "params.yaml"), *sets])
+    assert audit.exit_code == 0, audit.output  # the registry's lineage tags still check out
 
 
 # -- user errors -----------------------------------------------------------------------------------------------

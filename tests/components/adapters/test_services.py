@@ -64,3 +64,28 @@ def test_a_local_remote_ignores_the_s3_endpoint(bare_env: pytest.MonkeyPatch, tm
         str(tmp_path / "remote"),
         None,
     )
+
+
+def test_a_missing_tracking_store_is_an_error_once_batches_ran(bare_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # given data with a batch record and no mlflow/mlflow.db
+    (tmp_path / "data" / "batches").mkdir(parents=True)
+    (tmp_path / "data" / "batches" / "batch-1.json").write_text("{}")
+
+    # when the environment opens, then it refuses to start a fresh registry
+    with pytest.raises(services.TrackingStoreMissingError, match=r"tracking store mlflow/mlflow\.db is missing"):
+        services.open_environment(CONFIG, tmp_path)
+    assert not (tmp_path / "mlflow" / "mlflow.db").exists()
+
+
+def test_an_empty_tracking_store_is_an_error_once_batches_ran(bare_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "data" / "batches").mkdir(parents=True)
+    (tmp_path / "data" / "batches" / "batch-1.json").write_text("{}")
+    (tmp_path / "mlflow").mkdir()
+    (tmp_path / "mlflow" / "mlflow.db").write_bytes(b"")
+    with pytest.raises(services.TrackingStoreMissingError, match="is empty"):
+        services.open_environment(CONFIG, tmp_path)
+
+
+def test_without_batches_a_fresh_tracking_store_is_created(bare_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env = services.open_environment(CONFIG, tmp_path)
+    assert env.tracking.tracking_uri == default_tracking_uri(tmp_path)
