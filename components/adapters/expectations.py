@@ -125,12 +125,18 @@ def validate_forget_request(
         raise ValueError(f"max_fraction must be in (0, 1], got {max_fraction}")
     max_rows = math.floor(max_fraction * pool_size)
     frame = pd.DataFrame({"id": pd.Series(list(request_ids), dtype=object)})
+    # The sets are narrowed to the requested IDs first: an ID is in a set exactly when it is in the set's
+    # intersection with the request, so the outcome and the unexpected values are the same, while GX no longer
+    # serialises a 70,000-ID value set into each expectation (12.7 s of a Fashion-MNIST batch's planning).
+    requested = {sample_id for sample_id in request_ids if sample_id is not None}
+    known = sorted(requested & set(_as_list(known_ids)))
+    forgotten = sorted(requested & set(_as_list(already_forgotten_ids)))
     expectations = [
         gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=max_rows),
         gxe.ExpectColumnValuesToNotBeNull(column="id"),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
-        gxe.ExpectColumnValuesToBeInSet(column="id", value_set=sorted(set(_as_list(known_ids)))),
-        gxe.ExpectColumnValuesToNotBeInSet(column="id", value_set=sorted(set(_as_list(already_forgotten_ids)))),
+        gxe.ExpectColumnValuesToBeInSet(column="id", value_set=known),
+        gxe.ExpectColumnValuesToNotBeInSet(column="id", value_set=forgotten),
     ]
     return _run("forget_request", frame, expectations)
 
