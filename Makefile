@@ -62,5 +62,7 @@ bench-matrix: $(STAMP) ## Run the benchmark matrix and regenerate docs/benchmark
 clean: ## Remove caches and outputs (keeps .venv)
 	rm -rf artifacts .pytest_cache .ruff_cache
 
-repro: $(STAMP) ## Reproduce the latest deletion batch's stages with DVC (after `make run`)
+repro: $(STAMP) ## Reproduce the latest deletion batch's stages with DVC (after `make run`); commits dvc.lock
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	git add dvc.lock
+	git diff --cached --quiet -- dvc.lock || git commit -q -m "dvc.lock: dvc repro of the latest batch (data $$(git log -1 --format=%h -- data.dvc))" -- dvc.lock

@@ -283,7 +283,7 @@ def _device_name(config: PipelineConfig) -> str:
 
 @app.command()
 def stage(
-    name: Annotated[str, typer.Argument(help="validate | train | unlearn | retrain | verify")],
+    name: Annotated[str, typer.Argument(help="validate | parent | unlearn | retrain | verify")],
     root: RootOption = Path(),
     params: ParamsOption = DEFAULT_PARAMS,
     override: SetOption = None,

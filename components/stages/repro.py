@@ -2,7 +2,9 @@
 
 Each stage reads the data under ``data/`` and earlier stages' outputs under ``artifacts/``, and writes its own
 outputs under ``artifacts/<stage>/``. The latest batch's forget samples are read from the data version before
-that batch (its ``parent_git_rev``) through DVC: deleted data is never kept in the working tree.
+that batch (its ``parent_git_rev``) through DVC: deleted data is never kept in the working tree. The batch is
+unlearned from the model version the flow unlearned it from (its ``parent_model_version`` tag in the registry),
+and verified the way ``verify.mode`` says, so the stages reproduce the flow's verdict, not a fresh original's.
 """
 
 from __future__ import annotations
@@ -13,14 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.adapters.services import open_environment
+from components.adapters.tracking import TrackingStore
 from components.adapters.versioning import DataVersioning
 from components.config import PipelineConfig
 from components.data.types import DataError, ImageSet
+from components.deletion import policy
 from components.deletion.lineage import batch_lineage
 from components.deletion.store import DataStore, ForgetBatch, StoredDataset, image_set_from_bytes, write_json
 from components.files import write_torch
 from components.reporting import DeletionOutcome, write_deletion_report
 from components.stages import steps
+from components.stages.certify import certification_metrics, certify_batch
+from components.verification.certification import Certification
+from components.verification.gates import Verdict
 
 
 @dataclass(frozen=True)
@@ -65,16 +73,54 @@ def stage_validate(ctx: StageContext) -> dict[str, Any]:
     return document
 
 
-def stage_train(ctx: StageContext) -> dict[str, Any]:
-    """The original model: trained on the data version before the latest batch (the current one if none)."""
+def _parent_version(ctx: StageContext, batch: ForgetBatch) -> tuple[TrackingStore, str, str]:
+    """(tracking store, registered model name, parent version) of the version the flow promoted for ``batch``."""
+    tracking = open_environment(ctx.config, ctx.root).tracking
+    name = ctx.config.pipeline.registered_model.format(dataset=ctx.config.base.dataset)
+    found = tracking.find_versions(name, {"forget_batch_id": batch.batch_id}) if tracking.is_registered(name) else []
+    promoted = [ref for ref in found if tracking.version_tags(name, ref.version).get("verdict")]
+    if not promoted:
+        raise DataError(f"no registered version of {name} records batch {batch.batch_id}; run `mixunlearn run` first")
+    parent = tracking.version_tags(name, promoted[-1].version).get("parent_model_version")
+    if not parent:
+        raise DataError(f"{name} version {promoted[-1].version} records no parent_model_version")
+    return tracking, name, parent
+
+
+def stage_parent(ctx: StageContext) -> dict[str, Any]:
+    """The model the latest batch was unlearned from: its parent model version, loaded from the registry.
+
+    Before any batch there is no parent: a model is trained on the current data instead (``source: trained``).
+    """
     stored, _ = steps.prepare_data(ctx.config, ctx.store)
     batch = _latest_batch(ctx, stored)
-    pool = _parent_pool(ctx, stored, batch) if batch else stored.pool
     context = steps.run_context(ctx.config, stored)
-    model, seconds = context.train(context.tensors(pool))
-    write_torch(model.state_dict(), ctx.out("train") / "model.pt")
-    metrics = {"train_seconds": seconds, "pool_size": len(pool), "batch_id": batch.batch_id if batch else None}
-    write_json(ctx.out("train") / "metrics.json", metrics)
+    out = ctx.out("parent")
+    if batch is None:
+        model, seconds = context.train(context.tensors(stored.pool))
+        metrics: dict[str, Any] = {
+            "source": "trained",
+            "note": "no forget batch yet: trained an original on the current data",
+            "batch_id": None,
+            "parent_model_version": None,
+            "train_seconds": seconds,
+            "pool_size": len(stored.pool),
+        }
+    else:
+        tracking, name, version = _parent_version(ctx, batch)
+        record = tracking.version_record(name, version)
+        if record is None:
+            raise DataError(f"{name} version {version}, batch {batch.batch_id}'s parent, is gone from the registry")
+        model = tracking.load_model(record.ref, into=context.build_model())
+        metrics = {
+            "source": "registry",
+            "batch_id": batch.batch_id,
+            "model": name,
+            "parent_model_version": version,
+            "train_seconds": 0.0,
+        }
+    write_torch(model.state_dict(), out / "model.pt")
+    write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -89,7 +135,7 @@ def stage_unlearn(ctx: StageContext) -> dict[str, Any]:
     stored = ctx.store.load(ctx.config.base.dataset)
     batch, data = _require_batch_data(ctx, stored)
     context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
-    original = steps.load_state(ctx.out("train") / "model.pt", context.build_model())
+    original = steps.load_state(ctx.out("parent") / "model.pt", context.build_model())
     method = ctx.config.pipeline.method
     task = context.unlearning_task(original, retain=context.tensors(data.retain), forget=context.tensors(data.forget))
     result = context.unlearn(method, task)
@@ -110,21 +156,28 @@ def stage_retrain(ctx: StageContext) -> dict[str, Any]:
 
 
 def stage_verify(ctx: StageContext) -> dict[str, Any]:
+    """The flow's verdict for ``verify.mode``: certification against the parent model (certify, both) and the gates
+    against the retrained reference (reference, both; shown, not decided on, in certify mode)."""
     stored = ctx.store.load(ctx.config.base.dataset)
     batch, data = _require_batch_data(ctx, stored)
     context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
-    method = ctx.config.pipeline.method
-    models = {
+    method, mode = ctx.config.pipeline.method, ctx.config.verify.mode
+    paths = {
         method: ctx.out("unlearn") / "model.pt",
         "retrain": ctx.out("retrain") / "model.pt",
-        "original": ctx.out("train") / "model.pt",
+        "original": ctx.out("parent") / "model.pt",
     }
+    models = {name: steps.load_state(path, context.build_model()) for name, path in paths.items()}
+    certification = None
+    if mode in ("certify", "both"):
+        certification = certify_batch(context, models[method], models["original"], data.forget, stored.val, stored.pool)
     retain, forget, test = (context.tensors(images) for images in (data.retain, data.forget, stored.test))
-    metrics = {
-        name: context.evaluate(steps.load_state(path, context.build_model()), retain, forget, test)
-        for name, path in models.items()
-    }
-    verdict = steps.verify(ctx.config, metrics[method], metrics["retrain"])
+    metrics = {name: context.evaluate(model, retain, forget, test) for name, model in models.items()}
+    gates = steps.verify(ctx.config, metrics[method], metrics["retrain"])
+    decided = gates if mode != "certify" else None
+    decision = policy.decide(mode, certification, decided)
+    summary = policy.verdict_line(mode, certification, decided)
+    parent = json.loads((ctx.out("parent") / "metrics.json").read_text())
     seconds = {
         method: json.loads((ctx.out("unlearn") / "metrics.json").read_text())["rte_seconds"],
         "retrain": json.loads((ctx.out("retrain") / "metrics.json").read_text())["train_seconds"],
@@ -132,29 +185,51 @@ def stage_verify(ctx: StageContext) -> dict[str, Any]:
     }
     outcome = DeletionOutcome(
         batch=batch,
-        verdict=verdict,
-        promoted_source="unlearned" if verdict.passed else "retrain",
+        verdict=gates,
+        promoted_source=decision.source,
         promoted_version="(dvc repro: not registered)",
-        previous_version=None,
+        previous_version=parent.get("parent_model_version"),
         metrics=metrics,
         seconds=seconds,
-        lineage=batch_lineage(batch),
+        lineage=batch_lineage(
+            batch,
+            parent_model_version=parent.get("parent_model_version"),
+            method=method,
+            verify_mode=mode,
+            certification=certification.verdict_line()[:5000] if certification else None,
+        ),
+        certification=certification.to_document() if certification else None,
+        mode=mode,
+        summary_line=summary,
     )
     out = ctx.out("verify")
     write_deletion_report(outcome, out, "dvc-repro", "none")
     document = {
-        "passed": verdict.passed,
-        "summary": verdict.summary(),
-        "gates": {c.name: {"value": c.value, "limit": c.limit, "passed": c.passed} for c in verdict.checks},
+        "mode": mode,
+        "passed": decision.source == "unlearned",
+        "summary": summary,
+        "parent_model_version": parent.get("parent_model_version"),
+        "gates": {c.name: {"value": c.value, "limit": c.limit, "passed": c.passed} for c in gates.checks},
+        "certification": certification_metrics(certification) if certification else None,
         "metrics": metrics,
     }
     write_json(out / "verdict.json", document)
+    _write_checks(out / "checks.csv", gates, certification)
     return document
+
+
+def _write_checks(path: Path, gates: Verdict, certification: Certification | None) -> None:
+    """One row per check (the gates, and the certification's checks when it ran): the ``dvc plots`` data."""
+    rows = [("gate", c.name, c.value, c.limit, int(c.passed)) for c in gates.checks]
+    if certification is not None:
+        rows += [("certification", c.name, c.value, c.limit, int(c.passed)) for c in certification.candidate_checks]
+    lines = ["kind,check,value,limit,passed", *(",".join(str(cell) for cell in row) for row in rows)]
+    path.write_text("\n".join(lines) + "\n")
 
 
 STAGES: dict[str, Callable[[StageContext], dict[str, Any]]] = {
     "validate": stage_validate,
-    "train": stage_train,
+    "parent": stage_parent,
     "unlearn": stage_unlearn,
     "retrain": stage_retrain,
     "verify": stage_verify,

@@ -24,12 +24,12 @@ from tests.helpers.mlflow_reader import child_runs
 pytestmark = pytest.mark.integration
 # `slow` marks the tests that read `repro`: one flow run plus the five stages (~15 s)
 
-ORDER = ("validate", "train", "unlearn", "retrain", "verify")
+ORDER = ("validate", "parent", "unlearn", "retrain", "verify")
 ARTIFACTS = "dvc-out"
 OUTPUTS = (
     "validate/report.json",
-    "train/model.pt",
-    "train/metrics.json",
+    "parent/model.pt",
+    "parent/metrics.json",
     "unlearn/model.pt",
     "unlearn/metrics.json",
     "retrain/model.pt",
@@ -37,6 +37,7 @@ OUTPUTS = (
     "verify/report.md",
     "verify/metrics.png",
     "verify/verdict.json",
+    "verify/checks.csv",
 )
 GATES = {"gap_laf", "gap_salun", "test_drop", "forget_excess", "mia_gap"}
 
@@ -96,13 +97,15 @@ def test_validate_reports_success(repro: Repro) -> None:
 
 
 @pytest.mark.slow
-def test_train_uses_the_data_version_before_the_batch(repro: Repro) -> None:
+def test_parent_is_the_registered_version_the_batch_started_from(repro: Repro) -> None:
     # given the current (post-batch) pool and the batch
     stored = repro.project.store.load("digits")
     (batch,) = repro.project.store.batches("digits")
-    # then: the original model saw the forgotten samples too, the reference did not
-    assert repro.results["train"]["batch_id"] == batch.batch_id
-    assert repro.results["train"]["pool_size"] == len(stored.pool) + len(batch.forget_ids)
+    tags = repro.project.tracking().version_tags(repro.project.model_name, repro.summary.version)
+    # then: the parent is the flow's original (version 1, loaded, not trained), the reference saw no forgotten sample
+    assert repro.results["parent"]["batch_id"] == batch.batch_id
+    assert repro.results["parent"]["source"] == "registry"
+    assert repro.results["parent"]["parent_model_version"] == tags["parent_model_version"] == "1"
     assert repro.results["retrain"]["pool_size"] == len(stored.pool)
     assert repro.results["unlearn"]["method"] == "mixunlearn"
     assert repro.results["unlearn"]["rte_seconds"] > 0
@@ -148,10 +151,15 @@ def test_unlearn_and_verify_before_any_batch_raise_a_data_error(
     pipeline_env: None, new_project: Callable[..., Any]
 ) -> None:
     # given a project whose data is materialised but which has no forget batch yet
-    project = new_project("dvc-no-batch")
+    project = new_project("dvc-no-batch", "train.recipes.digits.epochs=1")
     stages.prepare_data(project.config, project.store)
     context = StageContext(project.config, project.root)
-    # when / then
+    # when: the parent stage has no batch to read a parent of, so it trains one and says so
+    parent = STAGES["parent"](context)
+    assert (parent["source"], parent["batch_id"], parent["parent_model_version"]) == ("trained", None, None)
+    assert "no forget batch yet" in parent["note"]
+    assert (project.root / "artifacts" / "parent" / "model.pt").is_file()
+    # then
     for name in ("unlearn", "verify"):
         with pytest.raises(DataError, match=r"no forget batch has been applied yet: run `mixunlearn run`"):
             STAGES[name](context)
@@ -163,4 +171,4 @@ def test_cli_stage_with_an_unknown_name_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["stage", "split", "--root", str(tmp_path)])
     # then
     assert result.exit_code == 2, result.output
-    assert "unknown stage 'split'; stages: validate, train, unlearn, retrain, verify" in result.stderr
+    assert "unknown stage 'split'; stages: validate, parent, unlearn, retrain, verify" in result.stderr
