@@ -278,7 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--project", type=Path, default=Path("/tmp/mixunlearn-deletion-chain"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--render-only", action="store_true", help="write results.md and chain.png from --out/results.json"
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        document = json.loads((args.out / "results.json").read_text())
+        (args.out / "results.md").write_text(markdown(document))
+        plot(document, args.out / "chain.png")
+        sys.stdout.write(markdown(document))
+        return 0
     if args.batches < 1 or args.batch_size < 2:
         parser.error("--batches must be >= 1 and --batch-size >= 2")
     extra = [item for override in args.overrides for item in ("--set", override)]
