@@ -234,6 +234,11 @@ def markdown(document: Mapping[str, Any]) -> str:
         + f"`mixunlearn run` with nothing pending: {idle['wall_seconds']:.1f} s, "
         f"peak {idle['peak_rss_mb'] or 0:.0f} MB.",
         f"Command: `{document['command']}`; machine: {document['machine']}.",
+        *(
+            [f"The chain was stopped after {document['stopped_after']} batches (the session's time ran out)."]
+            if document.get("stopped_after")
+            else []
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -284,6 +289,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render_only:
         document = json.loads((args.out / "results.json").read_text())
+        if document.get("nothing_pending") is None and args.project.exists():
+            extra = [item for override in args.overrides for item in ("--set", override)]
+            idle = timed(cli(args.project, "run", *extra, "--set", f"base.dataset={args.dataset}"), args.project)
+            document["nothing_pending"] = {
+                "wall_seconds": idle.wall_seconds,
+                "peak_rss_mb": idle.peak_rss_mb,
+                "stdout": idle.stdout,
+            }
+            document["stopped_after"] = len(document["batches"])
+            (args.out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
         (args.out / "results.md").write_text(markdown(document))
         plot(document, args.out / "chain.png")
         sys.stdout.write(markdown(document))
