@@ -120,7 +120,7 @@ def test_run_prints_one_line_per_stage_and_no_library_chatter(example_run: CliRu
     stderr = example_run.result.stderr
     stages = [line.split()[0] for line in stderr.splitlines() if line.startswith("  ") and line.endswith(" s")]
 
-    assert stages[:3] == ["prepare-data", "validate-data", "version-data"]
+    assert stages[:3] == ["close-interrupted-runs", "prepare-data", "validate-data"]
     assert {"original-model", "plan-batch", "unlearn", "promote", "report"} <= set(stages)
     for chatter in ("Successfully registered model", "Created version", "ephemeral docs site", "| INFO"):
         assert chatter not in example_run.result.output
