@@ -459,6 +459,26 @@ def free_stale_slot(config: PipelineConfig) -> None:
         release_stale_slots(config.pipeline.registered_model.format(dataset=config.base.dataset))
 
 
+def locked_command(
+    params: Path,
+    override: list[str] | None,
+    dataset: str | None,
+    root: Path,
+    no_wait: bool,
+    body: Callable[[PipelineConfig], None],
+) -> Callable[[], None]:
+    """A command that loads the config (``--dataset`` as an override) and runs ``body`` holding the model's lock."""
+
+    def go() -> None:
+        _quiet_prefect()
+        overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
+        config = load_params(params, overrides, required=True)
+        with model_locked(root, config, no_wait):
+            body(config)
+
+    return go
+
+
 @app.command()
 def run(
     dataset: DatasetOption = None,
@@ -473,13 +493,6 @@ def run(
     """Run the deletion pipeline: validate, version, (re)use the original, unlearn, retrain, verify, promote.
 
     One run per registered model at a time: a second one waits for the first (or, with --no-wait, exits 3)."""
-
-    def go() -> None:
-        _quiet_prefect()
-        overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
-        config = load_params(params, overrides, required=True)
-        with model_locked(root, config, no_wait):
-            locked(config)
 
     def locked(config: PipelineConfig) -> None:
         from components.deletion.store import DataStore
@@ -543,7 +556,7 @@ def run(
             f"({100 * (wall - summary.compute_seconds) / wall:.0f}%)"
         )
 
-    guarded_flow(go, verbose)
+    guarded_flow(locked_command(params, override, dataset, root, no_wait, locked), verbose)
 
 
 @app.command("retrain-audit")
@@ -559,13 +572,6 @@ def retrain_audit(
     version); a failing model is replaced by the retrained one (audit.promote_on_failure). Waits for a deletion
     batch of the same model to finish (or, with --no-wait, exits 3)."""
 
-    def go() -> None:
-        _quiet_prefect()
-        overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
-        config = load_params(params, overrides, required=True)
-        with model_locked(root, config, no_wait):
-            locked(config)
-
     def locked(config: PipelineConfig) -> None:
         from components.adapters.services import check_tracking, open_versioning
 
@@ -580,7 +586,7 @@ def retrain_audit(
             typer.echo(f"report: {summary.report}")
         typer.echo(f"wall {process_seconds():.1f} s, compute {summary.compute_seconds:.1f} s")
 
-    guarded_flow(go, verbose)
+    guarded_flow(locked_command(params, override, dataset, root, no_wait, locked), verbose)
 
 
 @app.command()

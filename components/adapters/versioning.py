@@ -39,6 +39,7 @@ from dvc.repo import Repo
 from dvc.utils.serialize import load_yaml
 
 from components.adapters.errors import one_line
+from components.hashing import file_md5
 
 DEFAULT_LOCAL_REMOTE = ".dvc-remote"
 """Default local-directory remote, relative to the repository root (git-ignored)."""
@@ -479,21 +480,13 @@ def directory_md5(path: Path) -> str:
     JSON listing of ``{"md5", "relpath"}`` entries sorted by relpath (what ``dvc add`` records)."""
     entries = sorted(
         (
-            {"md5": _file_md5(file), "relpath": file.relative_to(path).as_posix()}
+            {"md5": file_md5(file), "relpath": file.relative_to(path).as_posix()}
             for file in path.rglob("*")
             if file.is_file()
         ),
         key=lambda entry: entry["relpath"],
     )
     return hashlib.md5(json.dumps(entries).encode(), usedforsecurity=False).hexdigest() + ".dir"
-
-
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_or_none(path: Path) -> bytes | None:

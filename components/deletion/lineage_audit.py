@@ -28,25 +28,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from components.data.types import ids_sha256
-from components.deletion.audit import FROM_SCRATCH_SOURCES
+from components.deletion.audit import ChainLink
 from components.deletion.store import ForgetBatch
 
 
 @dataclass(frozen=True)
-class VersionFacts:
-    """One registered version as the registry records it."""
+class VersionFacts(ChainLink):
+    """One registered version as the registry records it: a chain link and when it was registered."""
 
-    version: str
-    tags: Mapping[str, str]
     created_at: datetime | None = None
-
-    @property
-    def source(self) -> str:
-        return self.tags.get("source", "unknown")
-
-    @property
-    def from_scratch(self) -> bool:
-        return self.source in FROM_SCRATCH_SOURCES
 
     def listed(self, key: str) -> list[str]:
         """A comma-joined tag (``forget_request_ids``, ``forget_requesters``) as a list."""

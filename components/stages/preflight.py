@@ -8,7 +8,6 @@ a cache without the version's listing, an unreadable registry) means "not idle":
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -19,14 +18,7 @@ from components.data.types import DataError
 from components.deletion import policy
 from components.deletion.ledger import BatchLedger
 from components.deletion.store import DataStore
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from components.hashing import file_md5
 
 
 def committed_listing(root: Path, data_dir: str = "data") -> dict[str, str] | None:
@@ -53,7 +45,7 @@ def matches_committed(root: Path, data_dir: str = "data") -> bool:
     present = {path.relative_to(directory).as_posix(): path for path in directory.rglob("*") if path.is_file()}
     if set(present) != set(listing):
         return False
-    return all(_md5(present[relpath]) == md5 for relpath, md5 in listing.items())
+    return all(file_md5(present[relpath]) == md5 for relpath, md5 in listing.items())
 
 
 def idle_message(config: PipelineConfig, root: Path) -> str | None:
