@@ -253,12 +253,16 @@ class DataVersioning:
                 f"endpoint or fix S3_ENDPOINT_URL / MIXUNLEARN_DVC_REMOTE; {after}"
             )
         disk = os_error(error)
-        if disk is not None:
+        local = not re.match(r"\w+://", self.remote_description()) or self.remote_description().startswith("file://")
+        if disk is not None and local:
             return (
                 f"{where} is {storage_state(disk)} ({one_line(disk)}): make it a writable directory with free space "
                 f"or set MIXUNLEARN_DVC_REMOTE; {after}"
             )
-        return f"{where} refused the push ({one_line(error)}): check the remote and its credentials; {after}"
+        return (
+            f"snapshot of {self.data_dir}/ failed at dvc push to remote {self.remote_name!r} "
+            f"({self.remote_description()}): {one_line(error)}: check the remote, its bucket and credentials; {after}"
+        )
 
     def _rollback(self, paths: list[str], saved: dict[str, bytes | None]) -> None:
         """Unstage ``paths`` and put the saved files back as they were before the snapshot."""

@@ -30,7 +30,7 @@ from components.adapters.tracking import TrackingError, TrackingStore, default_t
 from components.adapters.versioning import DataVersioning, VersioningError
 from components.deletion.ledger import BatchLedger
 from tests.pipelines.conftest import git
-from tests.pipelines.test_cli import invoke, one_error_line, run_args
+from tests.pipelines.test_cli import invoke, run_args
 from tests.pipelines.test_flow_certify import LENIENT_CERTIFICATION
 
 MODEL = "mixunlearn-digits"
@@ -285,6 +285,15 @@ def served(prefect_harness: None, new_project: Callable[..., Any]) -> Served:
     assert result.exit_code == 0, result.output
     project.submit_example()
     return Served(project)
+
+
+def one_error_line(result: Any) -> str:
+    """The one ``error:`` line a failed run prints last on stderr (after its finished stages), exit status 2."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[-1]
 
 
 def fault_line(served: Served, start: str) -> str:
