@@ -138,7 +138,7 @@ class TrackingStore:
 
     def locked_line(self, what: str, attempts: int = ATTEMPTS) -> str:
         """The one line for a SQLite store that stayed locked (MLflow already waits 20 s per attempt)."""
-        tries = f"after {attempts} attempts" if attempts > 1 else "(not retried: it would register a second version)"
+        tries = f"after {attempts} attempts" if attempts > 1 else "(a write that is not retried)"
         return (
             f"MLflow tracking store {self.tracking_uri} is locked by another process {tries} ({what}): stop the other "
             "process (another run, `mlflow ui` on the same file) or set MLFLOW_TRACKING_URI to a tracking server"

@@ -15,7 +15,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -296,9 +297,11 @@ def one_error_line(result: Any) -> str:
     return lines[-1]
 
 
-def fault_line(served: Served, start: str) -> str:
+def fault_line(served: Served, start: str, fault: AbstractContextManager[Any] | None = None) -> str:
+    """Run with ``fault`` in force; the error line, after checking that nothing changed once the fault is gone."""
     before = served.facts()
-    line = one_error_line(invoke(run_args(served.project)))
+    with fault or nullcontext():
+        line = one_error_line(invoke(run_args(served.project)))
     assert line.startswith(f"error: {start}"), line
     assert served.facts() == before  # champion 1, the request pending, data.dvc and HEAD as they were
     assert before[:2] == ("1", True)
@@ -334,14 +337,17 @@ def test_run_with_the_s3_endpoint_down(served: Served, monkeypatch: pytest.Monke
 
 @pytest.mark.slow
 def test_run_with_the_mlflow_store_locked(served: Served) -> None:
-    database = served.project.root / "mlflow" / "mlflow.db"
-    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        line = fault_line(served, f"MLflow tracking store {default_tracking_uri(served.project.root)} is locked")
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    @contextmanager
+    def locked() -> Iterator[None]:
+        holder = sqlite3.connect(served.project.root / "mlflow" / "mlflow.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+    line = fault_line(served, f"MLflow tracking store {default_tracking_uri(served.project.root)} is locked", locked())
 
     assert "after 3 attempts" in line
     assert "MLFLOW_TRACKING_URI" in line
