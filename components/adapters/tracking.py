@@ -41,6 +41,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from components.adapters.errors import one_line
+from components.adapters.retry import ATTEMPTS, os_error, retrying, sqlite_locked, storage_state
 from components.hashing import canonical_sha256
 
 MODEL_ARTIFACT_NAME = "model"
@@ -119,17 +120,60 @@ class TrackingStore:
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._parent_run_id: str | None = None
         self._lock = threading.Lock()
-        try:
+
+        def open_experiment() -> str:
             found = self._client.get_experiment_by_name(experiment)
-            self.experiment_id: str = (
-                found.experiment_id
-                if found is not None
-                else self._client.create_experiment(experiment, artifact_location=artifact_location)
-            )
+            if found is not None:
+                return str(found.experiment_id)
+            return str(self._client.create_experiment(experiment, artifact_location=artifact_location))
+
+        try:
+            self.experiment_id: str = self._retried(f"open experiment {experiment!r}", open_experiment)
         except MlflowException as error:
             raise TrackingError(
                 f"cannot open experiment {experiment!r} at {tracking_uri}: {one_line(error)}"
             ) from error
+
+    # ---------------------------------------------------------------- faults
+
+    def locked_line(self, what: str, attempts: int = ATTEMPTS) -> str:
+        """The one line for a SQLite store that stayed locked (MLflow already waits 20 s per attempt)."""
+        tries = f"after {attempts} attempts" if attempts > 1 else "(a write that is not retried)"
+        return (
+            f"MLflow tracking store {self.tracking_uri} is locked by another process {tries} ({what}): stop the other "
+            "process (another run, `mlflow ui` on the same file) or set MLFLOW_TRACKING_URI to a tracking server"
+        )
+
+    def _retried(self, what: str, operation: Callable[[], Any]) -> Any:
+        """``operation`` (an idempotent read or write) retried while the SQLite store is locked; a lock that outlasts
+        the attempts becomes ``TrackingError(locked_line)``, other errors pass through."""
+        try:
+            return retrying(operation, sqlite_locked)
+        except Exception as error:
+            if sqlite_locked(error):
+                raise TrackingError(self.locked_line(what)) from error
+            raise
+
+    def artifact_root(self) -> str:
+        """Where this experiment's artifacts go (for messages)."""
+        if self.artifact_location is not None:
+            return self.artifact_location
+        try:
+            return str(self._client.get_experiment(self.experiment_id).artifact_location)
+        except MlflowException:
+            return "(the experiment's artifact location)"
+
+    def _fault_line(self, what: str, error: BaseException) -> str | None:
+        """One line naming the component for an infrastructure fault behind ``error``, or None."""
+        if sqlite_locked(error):
+            return self.locked_line(what, attempts=1)
+        disk = os_error(error)
+        if disk is not None:
+            return (
+                f"MLflow artifact store {self.artifact_root()} is {storage_state(disk)} ({what}: {one_line(disk)}): "
+                "free space or make it writable (or set MLFLOW_TRACKING_URI to a server with its own store)"
+            )
+        return None
 
     # ------------------------------------------------------------------ runs
 
@@ -230,7 +274,10 @@ class TrackingStore:
                 continue
             if matches(run_tags) or (parent_id is not None and parent_matches(parent_id)):
                 try:
-                    self._client.set_terminated(run_id, status="KILLED")
+                    self._retried(
+                        f"closing run {run_id}",
+                        lambda run_id=run_id: self._client.set_terminated(run_id, status="KILLED"),
+                    )
                 except MlflowException as error:
                     raise TrackingError(f"cannot close run {run_id}: {one_line(error)}") from error
                 closed.append(run_id)
@@ -276,10 +323,16 @@ class TrackingStore:
         path = Path(path)
         if not path.exists():
             raise TrackingError(f"cannot log artifact: {path} does not exist")
-        if path.is_dir():
-            mlflow.log_artifacts(str(path), artifact_path=artifact_path)
-        else:
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+        try:
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+            else:
+                mlflow.log_artifact(str(path), artifact_path=artifact_path)
+        except Exception as error:
+            line = self._fault_line(f"logging {path.name}", error)
+            if line is None:
+                raise
+            raise TrackingError(line) from error
 
     def log_input(
         self,
@@ -354,12 +407,12 @@ class TrackingStore:
                 registered_model_name=registered_name,
             )
         except Exception as error:  # torch.export raises its own error types
-            raise TrackingError(f"cannot log model {registered_name!r}: {one_line(error)}") from error
+            line = self._fault_line(f"logging model {registered_name!r}", error)
+            raise TrackingError(line or f"cannot log model {registered_name!r}: {one_line(error)}") from error
         finally:
             model.train(was_training)
         version = str(info.registered_model_version)
-        for key, value in _str_dict(tags).items():
-            self._client.set_model_version_tag(registered_name, version, key, value)
+        self.set_version_tags(registered_name, version, tags or {})
         return ModelVersionRef(registered_name, version, run_id, _version_uri(registered_name, version))
 
     def get_alias(self, name: str, alias: str) -> ModelVersionRef | None:
@@ -375,7 +428,9 @@ class TrackingStore:
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
         """Point ``alias`` at ``version`` of model ``name`` (moving it if it pointed elsewhere)."""
         try:
-            self._client.set_registered_model_alias(name, alias, str(version))
+            self._retried(
+                f"setting {name}@{alias}", lambda: self._client.set_registered_model_alias(name, alias, str(version))
+            )
         except MlflowException as error:
             raise TrackingError(f"cannot set alias {name}@{alias} -> {version}: {one_line(error)}") from error
 
@@ -384,7 +439,7 @@ class TrackingStore:
         if self.get_alias(name, alias) is None:
             return
         try:
-            self._client.delete_registered_model_alias(name, alias)
+            self._retried(f"deleting {name}@{alias}", lambda: self._client.delete_registered_model_alias(name, alias))
         except MlflowException as error:
             raise TrackingError(f"cannot delete alias {name}@{alias}: {one_line(error)}") from error
 
@@ -475,7 +530,10 @@ class TrackingStore:
         """Set (or overwrite) tags of one registered model version."""
         try:
             for key, value in _str_dict(tags).items():
-                self._client.set_model_version_tag(name, str(version), key, value)
+                self._retried(
+                    f"tagging {name}/{version}",
+                    lambda key=key, value=value: self._client.set_model_version_tag(name, str(version), key, value),
+                )
         except MlflowException as error:
             raise TrackingError(f"cannot tag version {name}/{version}: {one_line(error)}") from error
 

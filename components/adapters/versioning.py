@@ -39,6 +39,7 @@ from dvc.repo import Repo
 from dvc.utils.serialize import load_yaml
 
 from components.adapters.errors import one_line
+from components.adapters.retry import ATTEMPTS, connection_failed, os_error, retrying, storage_state
 from components.hashing import file_md5
 
 DEFAULT_LOCAL_REMOTE = ".dvc-remote"
@@ -225,7 +226,9 @@ class DataVersioning:
             with _quiet_dvc(), self._open() as repo:
                 repo.add(str(self.repo_root / self.data_dir))
                 step = f"dvc push to remote {self.remote_name!r}"
-                repo.push(targets=[str(self.repo_root / self.dvc_file)], remote=self.remote_name)
+                target = str(self.repo_root / self.dvc_file)
+                # content-addressed objects: a push is idempotent, so a dropped connection is tried again
+                retrying(lambda: repo.push(targets=[target], remote=self.remote_name), connection_failed)
             md5 = self.current_md5()
             step = "git commit"
             paths = [p for p in candidates if (self.repo_root / p).exists()]
@@ -234,8 +237,33 @@ class DataVersioning:
                 self._git("commit", "-q", "-m", message, "--", *paths)
         except Exception as error:  # DVC's filesystems raise OSError and others besides DvcException
             self._rollback(candidates, saved)
+            if step.startswith("dvc push"):
+                raise VersioningError(self.remote_fault_line(error)) from error
             raise VersioningError(f"snapshot of {self.data_dir}/ failed at {step}: {one_line(error)}") from error
         return DataSnapshot(md5=str(md5), git_rev=self.git_revision(), dvc_file=self.dvc_file)
+
+    def remote_fault_line(self, error: BaseException) -> str:
+        """One line for a push that failed: which remote, what is wrong with it, what to do, and that nothing was
+        committed (``data.dvc`` is as it was; the next run pushes again)."""
+        where = f"DVC remote {self.remote_name!r} ({self.remote_description()}"
+        where += f", endpoint {self.endpoint_url})" if self.endpoint_url else ")"
+        after = f"{self.dvc_file} was not committed; the next run pushes again"
+        if connection_failed(error):
+            return (
+                f"{where} is unreachable after {ATTEMPTS} attempts ({one_line(_innermost(error))}): start the "
+                f"endpoint or fix S3_ENDPOINT_URL / MIXUNLEARN_DVC_REMOTE; {after}"
+            )
+        disk = os_error(error)
+        local = not re.match(r"\w+://", self.remote_description()) or self.remote_description().startswith("file://")
+        if disk is not None and local:
+            return (
+                f"{where} is {storage_state(disk)} ({one_line(disk)}): make it a writable directory with free space "
+                f"or set MIXUNLEARN_DVC_REMOTE; {after}"
+            )
+        return (
+            f"snapshot of {self.data_dir}/ failed at dvc push to remote {self.remote_name!r} "
+            f"({self.remote_description()}): {one_line(error)}: check the remote, its bucket and credentials; {after}"
+        )
 
     def _rollback(self, paths: list[str], saved: dict[str, bytes | None]) -> None:
         """Unstage ``paths`` and put the saved files back as they were before the snapshot."""
@@ -468,6 +496,12 @@ def _quiet_dvc(at_least: int = logging.WARNING, *names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def _innermost(error: BaseException) -> BaseException:
+    while error.__cause__ is not None and error.__cause__ is not error:
+        error = error.__cause__
+    return error
 
 
 def _object_path(root: Path, md5: str) -> Path:
