@@ -16,6 +16,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -459,6 +460,9 @@ def free_stale_slot(config: PipelineConfig) -> None:
         release_stale_slots(config.pipeline.registered_model.format(dataset=config.base.dataset))
 
 
+EXIT_AT_ONCE = threading.Event()
+
+
 def locked_command(
     params: Path,
     override: list[str] | None,
@@ -535,6 +539,7 @@ def run(
             if idle is not None:
                 typer.echo(idle)
                 typer.echo(f"wall {process_seconds():.1f} s")
+                EXIT_AT_ONCE.set()
                 return
         from components.adapters.services import check_tracking, open_versioning
 
@@ -746,8 +751,20 @@ def serve(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    A command that wrote nothing (the idle ``run``) sets ``EXIT_AT_ONCE``: the process then ends without the
+    interpreter's teardown of torch, MLflow and SQLAlchemy (about 2.5 s of a 10 s answer); the OS releases its locks
+    and files. In-process callers (tests, ``CliRunner``) never reach this.
+    """
+    try:
+        app()
+    except SystemExit as finished:
+        if EXIT_AT_ONCE.is_set():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(finished.code if isinstance(finished.code, int) else 0)
+        raise
 
 
 if __name__ == "__main__":
