@@ -17,18 +17,13 @@ import pytest
 from typer.testing import Result
 
 from components.deletion.store import read_image_set
+from tests.pipelines.conftest import CERTIFY_LENIENTLY as LENIENT_CERTIFICATION
 from tests.pipelines.test_cli import invoke
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLE_ID = "req-2026-11-27-owner-0042"
 SECOND_ID = "req-2026-12-01-owner-0077"
-LENIENT_CERTIFICATION = (
-    "verify.mode=certify",
-    "verify.certification.max_membership_advantage=1",
-    "verify.certification.max_forget_excess=100",
-    "verify.certification.max_utility_drop=100",
-)
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,10 @@ import pytest
 from components.deletion.store import read_image_set
 from components.stages.repro import STAGES, StageContext
 from tests.helpers.mlflow_reader import get_run
+from tests.pipelines.conftest import CERTIFY_LENIENTLY as LENIENT_CERTIFICATION
 from tests.pipelines.conftest import REPO_ROOT, forget_leaked_tracking_uri
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-LENIENT_CERTIFICATION = (
-    "verify.mode=certify",
-    "verify.certification.max_membership_advantage=1",
-    "verify.certification.max_forget_excess=100",
-    "verify.certification.max_utility_drop=100",
-)
 
 
 @dataclass(frozen=True)

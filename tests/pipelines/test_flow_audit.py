@@ -14,16 +14,11 @@ from typing import Any
 import pytest
 
 from components.deletion import audit
+from tests.pipelines.conftest import CERTIFY_LENIENTLY as LENIENT_CERTIFICATION
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL, REFERENCE = "mixunlearn-digits", "mixunlearn-digits-retrain"
-LENIENT_CERTIFICATION = (
-    "verify.mode=certify",
-    "verify.certification.max_membership_advantage=1",
-    "verify.certification.max_forget_excess=100",
-    "verify.certification.max_utility_drop=100",
-)
 ZERO_GATES = tuple(
     f"verify.{field}=0"
     for field in ("max_gap_laf", "max_gap_salun", "max_test_drop", "max_forget_excess", "max_mia_gap")
