@@ -463,6 +463,17 @@ def free_stale_slot(config: PipelineConfig) -> None:
 EXIT_AT_ONCE = threading.Event()
 
 
+def start_flow(flow: Callable[[PipelineConfig, str], Any], config: PipelineConfig, root: Path, verbose: bool) -> Any:
+    """Run ``flow`` on the project at ``root`` under the model's lock: a lost registry stops it before any service
+    starts; then library noise off, this model's stale Prefect slot freed, and the stage lines shown."""
+    from components.adapters.services import check_tracking, open_versioning
+
+    check_tracking(root, open_versioning(root))
+    _quiet_libraries(verbose)
+    free_stale_slot(config)
+    return run_observed(lambda: flow(config, str(root.resolve())))
+
+
 def locked_command(
     params: Path,
     override: list[str] | None,
@@ -541,14 +552,9 @@ def run(
                 typer.echo(f"wall {process_seconds():.1f} s")
                 EXIT_AT_ONCE.set()
                 return
-        from components.adapters.services import check_tracking, open_versioning
-
-        check_tracking(root, open_versioning(root))  # a lost registry stops the run before any service starts
         from pipelines.flows import deletion_batch
 
-        _quiet_libraries(verbose)
-        free_stale_slot(config)
-        summary = run_observed(lambda: deletion_batch(config, str(root.resolve())))
+        summary = start_flow(deletion_batch, config, root, verbose)
         typer.echo(summary.message)
         if summary.metrics_table:
             typer.echo(summary.metrics_table)
@@ -578,14 +584,9 @@ def retrain_audit(
     batch of the same model to finish (or, with --no-wait, exits 3)."""
 
     def locked(config: PipelineConfig) -> None:
-        from components.adapters.services import check_tracking, open_versioning
-
-        check_tracking(root, open_versioning(root))  # a lost registry stops the audit before any service starts
         from pipelines.audit import retrain_audit as audit_flow
 
-        _quiet_libraries(verbose)
-        free_stale_slot(config)
-        summary = run_observed(lambda: audit_flow(config, str(root.resolve())))
+        summary = start_flow(audit_flow, config, root, verbose)
         typer.echo(summary.message)
         if summary.report:
             typer.echo(f"report: {summary.report}")

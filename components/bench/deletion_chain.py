@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -33,16 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from components.bench.timing import Timed, timed
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("params.yaml", "tuned.yaml", "grids.yaml", "examples")
-
-
-@dataclass(frozen=True)
-class Timed:
-    wall_seconds: float
-    peak_rss_mb: float | None
-    stdout: str
-    stderr: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,20 +59,6 @@ class BatchRow:
     ratio_to_retrain: float | None
     audit_wall_seconds: float
     audit_peak_rss_mb: float | None
-
-
-def timed(command: Sequence[str], cwd: Path) -> Timed:
-    """Run ``command`` under ``/usr/bin/time -v``; raise with its output tail when it fails."""
-    timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-    wrapped = [timer, "-v", *command] if timer else list(command)
-    started = time.perf_counter()
-    completed = subprocess.run(wrapped, cwd=cwd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-4000:])
-        raise SystemExit(f"{' '.join(command[2:5])} failed with status {completed.returncode}")
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", completed.stderr)
-    return Timed(wall, int(peak.group(1)) / 1024 if peak else None, completed.stdout, completed.stderr)
 
 
 def cli(project: Path, *arguments: str) -> list[str]:

@@ -18,11 +18,10 @@ import argparse
 import json
 import platform
 import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from components.bench.timing import timed
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "artifacts" / "matrix"
@@ -62,21 +61,14 @@ def run_cell(matrix: str, dataset: str, scenario: str, methods: str, extra: list
         str(out),
         *extra,
     ]
-    timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-    wrapped = [timer, "-v", *command] if timer else command
-    started = time.perf_counter()
-    completed = subprocess.run(wrapped, cwd=ROOT, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-2000:] + completed.stderr[-4000:])
-        raise SystemExit(f"cell {dataset} {scenario} failed with status {completed.returncode}")
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", completed.stderr)
+    cell = timed(command, ROOT)
     document = json.loads((out / "results.json").read_text())
-    document["cell_wall_seconds"] = wall
-    document["cell_peak_rss_mb"] = int(peak.group(1)) / 1024 if peak else document.get("peak_rss_mb")
+    document["cell_wall_seconds"] = cell.wall_seconds
+    document["cell_peak_rss_mb"] = cell.peak_rss_mb or document.get("peak_rss_mb")
     document["command"] = " ".join(["mixunlearn", *command[3:]]).replace(str(ROOT) + "/", "")
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
-    print(f"{dataset:14s} {scenario:14s} {wall:7.1f} s  peak {document['cell_peak_rss_mb']:.0f} MB", flush=True)
+    peak = document["cell_peak_rss_mb"]
+    print(f"{dataset:14s} {scenario:14s} {cell.wall_seconds:7.1f} s  peak {peak:.0f} MB", flush=True)
 
 
 def render(matrix_docs: dict[str, list[dict]]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,15 +20,12 @@ from components.config import PipelineConfig, load_config
 from components.data.types import DataError
 from components.deletion.store import DataStore, ForgetBatch, image_set_from_bytes
 from components.stages import steps
+from tests.pipelines.conftest import git
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 REQUEST_ID = "req-erasure-1"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
 @dataclass(frozen=True)
