@@ -13,8 +13,6 @@ Both are pure functions of ``Predictions``; the seeded one takes its seed explic
 from __future__ import annotations
 
 import numpy as np
-import xgboost
-from sklearn.svm import SVC
 
 from components.verification.predictions import Predictions
 
@@ -92,6 +90,8 @@ def laf_asr(
     y_eval = np.concatenate([np.ones(n_eval, dtype=np.int64), np.zeros(n_eval, dtype=np.int64)])
 
     # Two threads keep the result reproducible and avoid oversubscribing cores shared with the GPU feeder.
+    import xgboost  # imported on first use: a CLI that fits no attack starts seconds faster
+
     attacker = xgboost.XGBClassifier(n_estimators=n_trees, random_state=seed, n_jobs=2, tree_method="hist")
     attacker.fit(x_shadow, y_shadow)
     return float(np.mean(attacker.predict(x_eval) == y_eval) * 100.0)
@@ -130,6 +130,8 @@ def salun_mia_efficacy(retain: Predictions, forget: Predictions, test: Predictio
     members = retain.subset(np.arange(min(len(test), len(retain))))
     x_shadow = np.concatenate([_confidence(members), _confidence(test)])
     y_shadow = np.concatenate([np.ones(len(members), dtype=np.int64), np.zeros(len(test), dtype=np.int64)])
+    from sklearn.svm import SVC
+
     attacker = SVC(C=3, gamma="auto", kernel="rbf")
     attacker.fit(x_shadow, y_shadow)
     return float(np.mean(attacker.predict(_confidence(forget)) == 0) * 100.0)
