@@ -463,13 +463,21 @@ def free_stale_slot(config: PipelineConfig) -> None:
 EXIT_AT_ONCE = threading.Event()
 
 
-def start_flow(flow: Callable[[PipelineConfig, str], Any], config: PipelineConfig, root: Path, verbose: bool) -> Any:
-    """Run ``flow`` on the project at ``root`` under the model's lock: a lost registry stops it before any service
-    starts; then library noise off, this model's stale Prefect slot freed, and the stage lines shown."""
+def start_flow(
+    import_flow: Callable[[], Callable[[PipelineConfig, str], Any]], config: PipelineConfig, root: Path, verbose: bool
+) -> Any:
+    """Run the flow ``import_flow`` returns on the project at ``root`` under the model's lock: a lost registry stops
+    it before it runs; then library noise off, this model's stale Prefect slot freed, and the stage lines shown.
+    The ephemeral Prefect server boots while the flow's modules are imported (``pipelines/server.py``)."""
     from components.adapters.services import check_tracking, open_versioning
 
     check_tracking(root, open_versioning(root))
+    from pipelines.server import boot_ephemeral_server
+
+    server_ready = boot_ephemeral_server()
+    flow = import_flow()
     _quiet_libraries(verbose)
+    server_ready()
     free_stale_slot(config)
     return run_observed(lambda: flow(config, str(root.resolve())))
 
@@ -552,9 +560,13 @@ def run(
                 typer.echo(f"wall {process_seconds():.1f} s")
                 EXIT_AT_ONCE.set()
                 return
-        from pipelines.flows import deletion_batch
 
-        summary = start_flow(deletion_batch, config, root, verbose)
+        def deletion_flow() -> Callable[[PipelineConfig, str], Any]:
+            from pipelines.flows import deletion_batch
+
+            return deletion_batch
+
+        summary = start_flow(deletion_flow, config, root, verbose)
         typer.echo(summary.message)
         if summary.metrics_table:
             typer.echo(summary.metrics_table)
@@ -584,7 +596,10 @@ def retrain_audit(
     batch of the same model to finish (or, with --no-wait, exits 3)."""
 
     def locked(config: PipelineConfig) -> None:
-        from pipelines.audit import retrain_audit as audit_flow
+        def audit_flow() -> Callable[[PipelineConfig, str], Any]:
+            from pipelines.audit import retrain_audit
+
+            return retrain_audit
 
         summary = start_flow(audit_flow, config, root, verbose)
         typer.echo(summary.message)

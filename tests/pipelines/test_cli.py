@@ -302,6 +302,7 @@ def test_flow_failure_is_one_line_naming_the_root_cause(params_root: Path, monke
 
     import components.cli
     import pipelines.flows
+    import pipelines.server
 
     def broken(config: Any, root: str) -> None:
         try:
@@ -311,6 +312,7 @@ def test_flow_failure_is_one_line_naming_the_root_cause(params_root: Path, monke
 
     monkeypatch.setattr(pipelines.flows, "deletion_batch", broken)
     monkeypatch.setattr(components.cli, "free_stale_slot", lambda config: None)
+    monkeypatch.setattr(pipelines.server, "boot_ephemeral_server", lambda: lambda: None)  # no flow runs: no server
 
     # when run starts it, without and with --verbose
     line = one_error_line(invoke(base_args(params_root)))
