@@ -257,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reuse-project", action="store_true", help="continue in an existing --project whose champion is trained"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --reuse-project: keep the batches in --out/results.json and run only the missing ones",
+    )
     parser.add_argument("--seed", type=int, default=0, help="draws the random requests")
     parser.add_argument("--project", type=Path, default=Path("/tmp/mixunlearn-deletion-chain"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -292,8 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         build_project(args.project)
         setup = timed(cli(args.project, "run", *extra), args.project)
-    rng = np.random.default_rng(args.seed)
-    rows: list[BatchRow] = []
+    previous = json.loads((args.out / "results.json").read_text()) if args.resume else None
+    if args.resume and not args.reuse_project:
+        parser.error("--resume continues a chain in its project: give --reuse-project too")
+    rows: list[BatchRow] = [BatchRow(**row) for row in previous["batches"]] if previous else []
+    # a resumed chain draws from the pool its earlier batches left, with a stream of its own
+    rng = np.random.default_rng([args.seed, len(rows)] if rows else args.seed)
     requests = args.project / "bench-requests"
     requests.mkdir(exist_ok=True)
     class_after = args.batches if args.class_after is None else args.class_after
@@ -302,12 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.project / "params.yaml", [f"base.dataset={args.dataset}", *args.overrides])
     document: dict[str, Any] = {
         "dataset": args.dataset,
-        "command": "python -m components.bench.deletion_chain " + " ".join(argv or sys.argv[1:]),
+        "command": (f"{previous['command']}; resumed: " if previous else "")
+        + "python -m components.bench.deletion_chain "
+        + " ".join(argv or sys.argv[1:]),
         "machine": f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPU cores, no GPU",
-        "setup_wall_seconds": setup.wall_seconds,
-        "setup_peak_rss_mb": setup.peak_rss_mb,
+        "setup_wall_seconds": previous["setup_wall_seconds"] if previous else setup.wall_seconds,
+        "setup_peak_rss_mb": previous["setup_peak_rss_mb"] if previous else setup.peak_rss_mb,
         "gate_max_gap_laf": config.verify.max_gap_laf,
-        "batches": [],
+        "batches": [asdict(row) for row in rows],
         "nothing_pending": None,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -328,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         record(run_batch(args.project, args.dataset, len(rows) + 1, "class", request, extra))
 
-    for number in range(1, args.batches + 1):
+    samples_done = sum(row.kind == "sample" for row in rows)
+    for number in range(samples_done + 1, args.batches + 1):
         if args.class_request is not None and len(rows) == class_after:
             class_batch()
         if number == 1 and args.first_request is not None:
