@@ -607,8 +607,9 @@ def purge(
     override: SetOption = None,
     no_wait: NoWaitOption = False,
 ) -> None:
-    """Delete forgotten samples from older data versions (DVC cache and local remote) once the retention period has
-    passed; batch records, requests, MLflow tags and a purge record (data/purges/) keep the audit trail."""
+    """Delete forgotten samples from older data versions (DVC cache and remote: a local directory or s3://) once the
+    retention period has passed; batch records, requests, MLflow tags and a purge record (data/purges/) keep the audit
+    trail."""
 
     def go() -> None:
         overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])

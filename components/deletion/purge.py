@@ -3,7 +3,8 @@
 A forget batch removes samples from the current ``data/``, but every earlier DVC version still holds them (that is
 what lets the Retrain audit read them back). Once a version has been superseded by a forgetting batch for longer
 than the retention period (``pipeline.purge_after_days``), ``mixunlearn purge`` deletes its sample files (the
-``.npz`` objects no kept version references) and its ``.dir`` listing from the DVC cache and the local remote.
+``.npz`` objects no kept version references) and its ``.dir`` listing from the DVC cache and the remote (a local
+directory or ``s3://bucket/prefix``, ``components/adapters/dvc_remote.py``).
 
 What stays: the batch records (IDs, hashes, parent revisions), the request files, the MLflow tags, the git history
 of ``data.dvc``, and a purge record ``data/purges/<purge_id>.json`` (which versions and objects, which batches,

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from components.adapters.services import open_versioning
+from components.adapters.storage import ObjectStore
 from components.adapters.versioning import DataSnapshot, DataVersioning, DataVersionPurgedError, VersioningError
 from components.cli import app
 from components.config import PipelineConfig, load_config
@@ -42,7 +44,7 @@ class Project:
 
     @property
     def versioning(self) -> DataVersioning:
-        return DataVersioning(self.root)
+        return open_versioning(self.root)  # the remote from the environment, as the CLI opens it
 
 
 def write_request(folder: Path, ids: list[str]) -> Path:
@@ -69,7 +71,7 @@ def make_project(root: Path, with_batch: bool = True) -> Project:
     git(root, "add", "params.yaml")
     git(root, "commit", "-q", "-m", "project")
     config = load_config(root / "params.yaml", ["base.device=cpu"])
-    store, versioning = DataStore(root / "data"), DataVersioning(root)
+    store, versioning = DataStore(root / "data"), open_versioning(root)
     stored, created = steps.prepare_data(config, store, versioning)
     assert created
     first = versioning.snapshot("data: digits version before deletion batches")
@@ -224,3 +226,53 @@ def test_a_purge_whose_commit_failed_is_committed_by_the_next_one(
     assert git(project.root, "rev-parse", "HEAD") != head
     assert git(project.root, "log", "-1", "--format=%s").startswith("data: purge records purges/purge-")
     assert git(project.root, "status", "--porcelain") == ""
+
+
+def test_purge_on_an_s3_remote_deletes_the_old_objects_and_the_current_version_still_pulls(
+    moto_url: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a project whose data versions live in an S3 bucket (a real moto server), as the CLI configures it
+    monkeypatch.setenv("MIXUNLEARN_DVC_REMOTE", f"s3://{s3_bucket}/dvc-store")
+    monkeypatch.setenv("S3_ENDPOINT_URL", moto_url)
+    project = make_project(tmp_path / "project")
+    assert project.batch is not None
+    bucket = ObjectStore(s3_bucket, endpoint_url=moto_url, prefix="dvc-store")
+    old_listing = project.versioning.listing(project.first.md5)
+    assert old_listing is not None
+    old_objects = [old_listing["digits/pool.npz"], project.first.md5]
+    assert all(bucket.exists(object_key(md5)) for md5 in old_objects)
+
+    # when the retention has passed and `mixunlearn purge` runs
+    args = ["purge", "--root", str(project.root), "--params", str(project.root / "params.yaml"), "--older-than", "0"]
+    result = CliRunner().invoke(app, args)
+
+    # then the old version's pool and listing are gone from the bucket and the cache, and only those
+    assert result.exit_code == 0, result.output
+    assert f"purged data version {project.first.git_rev[:12]}" in result.stdout
+    assert not any(bucket.exists(object_key(md5)) for md5 in old_objects)
+    cache = project.root / ".dvc" / "cache"
+    assert not any((cache / object_key(md5)).exists() for md5 in old_objects)
+    (record_path,) = (project.root / "data" / "purges").glob("*.json")
+    deleted = json.loads(record_path.read_text())["deleted"]
+    assert {f"s3://{s3_bucket}/dvc-store/{object_key(md5)}" for md5 in old_objects} <= set(deleted)
+    current = project.versioning.current_md5()
+    assert current is not None
+    current_listing = project.versioning.listing(current)
+    assert current_listing is not None
+    assert all(bucket.exists(object_key(md5)) for md5 in [current, *current_listing.values()])
+    # reading the old version says it was purged, in one line
+    with pytest.raises(DataVersionPurgedError) as caught:
+        project.versioning.read_at("data/digits/pool.npz", project.first.git_rev)
+    assert str(caught.value).startswith(f"data version {project.first.git_rev} was purged on ")
+    assert len(str(caught.value).splitlines()) == 1
+    # and a fresh clone (no cache, no local remote) still pulls the current version from the bucket
+    copy = clone(project, tmp_path / "clone", with_remote=False)
+    stored, created = steps.prepare_data(copy.config, copy.store, copy.versioning)
+    assert not created
+    assert copy.versioning.current_md5() == current
+    assert not set(project.batch.forget_ids) & set(stored.pool.ids.tolist())
+
+
+def object_key(md5: str) -> str:
+    """DVC 3's layout of a remote (dvc/data_cloud.py ``Remote.odb``, dvc_objects/db.py ``oid_to_path``)."""
+    return f"files/md5/{md5[:2]}/{md5[2:]}"
