@@ -34,6 +34,7 @@ from components.runtime import Callback
 
 if TYPE_CHECKING:
     from components.deletion.admission import AdmissionLimits
+    from components.deletion.store import DataStore
 
 
 def process_seconds() -> float:
@@ -494,6 +495,30 @@ def locked_command(
     return go
 
 
+def needs_restore(root: Path, config: PipelineConfig) -> bool:
+    """A fresh checkout: ``data.dvc`` records a data version, but ``data/`` does not hold the dataset."""
+    from components.deletion.store import DataStore
+
+    return (root / "data.dvc").exists() and not DataStore(root / "data").is_materialised(config.base.dataset)
+
+
+def restore_committed(root: Path, config: PipelineConfig) -> DataStore:
+    """The project's data store, with ``data/`` first restored from DVC when ``needs_restore``: admission must see
+    the current pool, the batch records and the known requests before anything is queued, and ``data/`` must never
+    come back from the source dataset, which still holds every forgotten sample (``steps.restore_data``)."""
+    from components.deletion.store import DataStore
+
+    store = DataStore(root / "data")
+    if needs_restore(root, config):
+        from components.adapters.services import open_versioning
+        from components.stages.steps import restore_data
+
+        how = restore_data(config, store, open_versioning(root))
+        if how is not None:
+            typer.echo(f"restored data/ from {how}: the version data.dvc records")
+    return store
+
+
 @app.command()
 def run(
     dataset: DatasetOption = None,
@@ -510,17 +535,7 @@ def run(
     One run per registered model at a time: a second one waits for the first (or, with --no-wait, exits 3)."""
 
     def locked(config: PipelineConfig) -> None:
-        from components.deletion.store import DataStore
-
-        store = DataStore(root / "data")
-        if (root / "data.dvc").exists() and not store.is_materialised(config.base.dataset):
-            # the committed version first, so known requests and batch records are seen before anything is queued
-            from components.adapters.services import open_versioning
-            from components.stages.steps import restore_data
-
-            how = restore_data(config, store, open_versioning(root))
-            if how is not None:
-                typer.echo(f"restored data/ from {how}: the version data.dvc records")
+        store = restore_committed(root, config)
         queue = list(request or [])
         if example and config.pipeline.example_request:
             queue.append(shipped_file(root / config.pipeline.example_request, config.pipeline.example_request))
@@ -714,13 +729,18 @@ def request_submit(
     override: SetOption = None,
 ) -> None:
     """Queue a forget request for the next deletion batch, after admission control (the file, its dataset, IDs,
-    time, requester and reason are checked; a refused request is not queued and exits with status 2)."""
+    time, requester and reason are checked; a refused request is not queued and exits with status 2). On a fresh
+    checkout, data/ is first restored from the version data.dvc records (never from the source dataset)."""
 
     def go() -> None:
         from components.deletion.store import DataStore
 
-        limits = admission_limits(load_params(params, override))
-        submitted, added = DataStore(root / "data").submit(path, limits)
+        config = load_params(params, override)
+        store = DataStore(root / "data")
+        if needs_restore(root, config):
+            with model_locked(root, config, no_wait=False):  # a run of the same model may be restoring it too
+                store = restore_committed(root, config)
+        submitted, added = store.submit(path, admission_limits(config))
         typer.echo(f"{'queued' if added else 'already known'}: {submitted.request_id}")
         if emit and added:
             _quiet_prefect()

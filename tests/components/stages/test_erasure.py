@@ -47,10 +47,10 @@ class Project:
         return open_versioning(self.root)  # the remote from the environment, as the CLI opens it
 
 
-def write_request(folder: Path, ids: list[str]) -> Path:
-    path = folder / f"{REQUEST_ID}.json"
+def write_request(folder: Path, ids: list[str], request_id: str = REQUEST_ID) -> Path:
+    path = folder / f"{request_id}.json"
     document = {
-        "request_id": REQUEST_ID,
+        "request_id": request_id,
         "dataset": "digits",
         "requester": "owner-1",
         "reason": "erasure test",
@@ -136,6 +136,48 @@ def test_the_cli_restores_before_queueing_and_a_missing_version_exits_2(batched:
     assert result.stderr.strip().startswith("error: data.dvc records data version")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (copy.root / "data").exists()  # the request was not queued either
+
+
+def test_submit_on_a_fresh_checkout_restores_data_first_and_admits_against_it(batched: Project, tmp_path: Path) -> None:
+    # given a clone (git only) whose remote holds the data versions
+    copy = clone(batched, tmp_path / "clone", with_remote=True)
+    assert batched.batch is not None
+    assert batched.second is not None
+    submit = ["request", "submit", "--root", str(copy.root), "--params", str(copy.root / "params.yaml")]
+    forgotten = write_request(tmp_path, list(batched.batch.forget_ids[:2]), "req-erasure-again")
+
+    # when a request names samples an earlier batch forgot
+    refused = CliRunner().invoke(app, [*submit, str(forgotten)])
+
+    # then data/ came back from DVC (not from the source, which still holds them) and admission refused the request
+    assert refused.exit_code == 2, refused.output
+    assert refused.stdout.startswith("restored data/ from dvc: the version data.dvc records\n")
+    assert f"already forgotten by batch {batched.batch.batch_id}" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert copy.versioning.current_md5() == batched.second.md5
+    assert copy.store.pending("digits") == []
+    # and a request for samples still in the restored pool is queued, with nothing restored twice
+    kept = copy.store.load("digits").pool.ids[:3].tolist()
+    queued = CliRunner().invoke(app, [*submit, str(write_request(tmp_path, kept, "req-erasure-new"))])
+    assert queued.exit_code == 0, queued.output
+    assert queued.stdout == "queued: req-erasure-new\n"
+    assert [request.request_id for request in copy.store.pending("digits")] == ["req-erasure-new"]
+
+
+def test_submit_on_a_fresh_checkout_without_its_data_version_exits_2_and_queues_nothing(
+    batched: Project, tmp_path: Path
+) -> None:
+    copy = clone(batched, tmp_path / "clone", with_remote=False)
+    request = write_request(tmp_path, [f"digits/train/{index:05d}" for index in range(3)], "req-erasure-new")
+
+    result = CliRunner().invoke(
+        app, ["request", "submit", str(request), "--root", str(copy.root), "--params", str(copy.root / "params.yaml")]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith("error: data.dvc records data version")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (copy.root / "data").exists()
 
 
 def test_the_initial_version_is_rebuilt_from_the_source_only_when_its_md5_matches(tmp_path: Path) -> None:
