@@ -602,6 +602,8 @@ def retrain_audit(
         from pipelines.audit import retrain_audit as audit_flow
 
         summary = start_flow(audit_flow, config, root, verbose)
+        if summary.status == "purged":
+            raise UserError(summary.message)
         typer.echo(summary.message)
         if summary.report:
             typer.echo(f"report: {summary.report}")
@@ -688,13 +690,17 @@ def audit_lineage(
         if request or sample:
             answer, audit = session.request(request) if request else session.sample(str(sample))
             outcome["ok"] = answer.ok and audit.ok
+            erasure = next((entry for entry in audit.erasure if entry["batch_id"] == answer.batch), None)
             if as_json:
                 problems = [problem.message for problem in audit.problems]
-                typer.echo(json.dumps({**answer.to_document(), "chain_problems": problems}, indent=2))
+                document = {**answer.to_document(), "erasure": erasure, "chain_problems": problems}
+                typer.echo(json.dumps(document, indent=2))
                 return
             typer.echo(answer.detail)
             for reason in answer.reasons:
                 typer.echo(f"  reason: {reason}")
+            if erasure is not None:
+                typer.echo(f"  erasure: {erasure['line']}")
             for problem in audit.problems:
                 typer.echo(f"chain problem: version {problem.version}: {problem.message} (`mixunlearn audit`)")
             return
