@@ -636,6 +636,15 @@ def purge(
         from components.stages.steps import purge_data
 
         with model_locked(root, config, no_wait):
+            from components.deletion.ledger import BatchLedger
+
+            # an open batch resumes from its parent data version, which this purge could delete
+            unfinished = BatchLedger(root).unfinished(config.base.dataset)
+            if unfinished is not None:
+                raise UserError(
+                    f"batch {unfinished.batch.batch_id} is unfinished (stage {unfinished.stage}) and resumes from its "
+                    "parent data version: finish it with `mixunlearn run` first; nothing was purged"
+                )
             outcome = purge_data(config, DataStore(root / "data"), open_versioning(root), older_than)
         record = outcome.record
         for version in record.versions if record else ():

@@ -20,6 +20,8 @@ from components.adapters.versioning import DataSnapshot, DataVersioning, DataVer
 from components.cli import app
 from components.config import PipelineConfig, load_config
 from components.data.types import DataError
+from components.deletion import ledger
+from components.deletion.ledger import BatchLedger
 from components.deletion.store import DataStore, ForgetBatch, image_set_from_bytes
 from components.stages import steps
 from tests.pipelines.conftest import git
@@ -199,6 +201,22 @@ def test_purge_waits_for_the_retention_period(batched: Project, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert f"kept data version {batched.first.git_rev[:12]}" in result.stdout
     assert "retention of 30 days not passed" in result.stdout
+    assert not (copy.root / "data" / "purges").exists()
+
+
+def test_purge_refuses_while_a_batch_is_unfinished(batched: Project, tmp_path: Path) -> None:
+    copy = clone(batched, tmp_path / "clone", with_remote=True)
+    assert batched.batch is not None
+    BatchLedger(copy.root).save(ledger.plan(batched.batch, parent_model_version="1"))
+    args = ["purge", "--root", str(copy.root), "--params", str(copy.root / "params.yaml"), "--older-than", "0"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: batch {batched.batch.batch_id} is unfinished (stage planned) and resumes from its parent data "
+        "version: finish it with `mixunlearn run` first; nothing was purged"
+    )
     assert not (copy.root / "data" / "purges").exists()
 
 
