@@ -34,6 +34,7 @@ from components.runtime import Callback
 
 if TYPE_CHECKING:
     from components.deletion.admission import AdmissionLimits
+    from components.deletion.store import DataStore
 
 
 def process_seconds() -> float:
@@ -502,6 +503,30 @@ def locked_command(
     return go
 
 
+def needs_restore(root: Path, config: PipelineConfig) -> bool:
+    """A fresh checkout: ``data.dvc`` records a data version, but ``data/`` does not hold the dataset."""
+    from components.deletion.store import DataStore
+
+    return (root / "data.dvc").exists() and not DataStore(root / "data").is_materialised(config.base.dataset)
+
+
+def restore_committed(root: Path, config: PipelineConfig) -> DataStore:
+    """The project's data store, with ``data/`` first restored from DVC when ``needs_restore``: admission must see
+    the current pool, the batch records and the known requests before anything is queued, and ``data/`` must never
+    come back from the source dataset, which still holds every forgotten sample (``steps.restore_data``)."""
+    from components.deletion.store import DataStore
+
+    store = DataStore(root / "data")
+    if needs_restore(root, config):
+        from components.adapters.services import open_versioning
+        from components.stages.steps import restore_data
+
+        how = restore_data(config, store, open_versioning(root))
+        if how is not None:
+            typer.echo(f"restored data/ from {how}: the version data.dvc records")
+    return store
+
+
 @app.command()
 def run(
     dataset: DatasetOption = None,
@@ -518,17 +543,7 @@ def run(
     One run per registered model at a time: a second one waits for the first (or, with --no-wait, exits 3)."""
 
     def locked(config: PipelineConfig) -> None:
-        from components.deletion.store import DataStore
-
-        store = DataStore(root / "data")
-        if (root / "data.dvc").exists() and not store.is_materialised(config.base.dataset):
-            # the committed version first, so known requests and batch records are seen before anything is queued
-            from components.adapters.services import open_versioning
-            from components.stages.steps import restore_data
-
-            how = restore_data(config, store, open_versioning(root))
-            if how is not None:
-                typer.echo(f"restored data/ from {how}: the version data.dvc records")
+        store = restore_committed(root, config)
         queue = list(request or [])
         if example and config.pipeline.example_request:
             queue.append(shipped_file(root / config.pipeline.example_request, config.pipeline.example_request))
@@ -602,6 +617,8 @@ def retrain_audit(
             return retrain_audit
 
         summary = start_flow(audit_flow, config, root, verbose)
+        if summary.status == "purged":
+            raise UserError(summary.message)
         typer.echo(summary.message)
         if summary.report:
             typer.echo(f"report: {summary.report}")
@@ -622,8 +639,9 @@ def purge(
     override: SetOption = None,
     no_wait: NoWaitOption = False,
 ) -> None:
-    """Delete forgotten samples from older data versions (DVC cache and local remote) once the retention period has
-    passed; batch records, requests, MLflow tags and a purge record (data/purges/) keep the audit trail."""
+    """Delete forgotten samples from older data versions (DVC cache and remote: a local directory or s3://) once the
+    retention period has passed; batch records, requests, MLflow tags and a purge record (data/purges/) keep the audit
+    trail."""
 
     def go() -> None:
         overrides = list(override or []) + ([f"base.dataset={dataset}"] if dataset else [])
@@ -633,6 +651,15 @@ def purge(
         from components.stages.steps import purge_data
 
         with model_locked(root, config, no_wait):
+            from components.deletion.ledger import BatchLedger
+
+            # an open batch resumes from its parent data version, which this purge could delete
+            unfinished = BatchLedger(root).unfinished(config.base.dataset)
+            if unfinished is not None:
+                raise UserError(
+                    f"batch {unfinished.batch.batch_id} is unfinished (stage {unfinished.stage}) and resumes from its "
+                    "parent data version: finish it with `mixunlearn run` first; nothing was purged"
+                )
             outcome = purge_data(config, DataStore(root / "data"), open_versioning(root), older_than)
         record = outcome.record
         for version in record.versions if record else ():
@@ -687,13 +714,17 @@ def audit_lineage(
         if request or sample:
             answer, audit = session.request(request) if request else session.sample(str(sample))
             outcome["ok"] = answer.ok and audit.ok
+            erasure = next((entry for entry in audit.erasure if entry["batch_id"] == answer.batch), None)
             if as_json:
                 problems = [problem.message for problem in audit.problems]
-                typer.echo(json.dumps({**answer.to_document(), "chain_problems": problems}, indent=2))
+                document = {**answer.to_document(), "erasure": erasure, "chain_problems": problems}
+                typer.echo(json.dumps(document, indent=2))
                 return
             typer.echo(answer.detail)
             for reason in answer.reasons:
                 typer.echo(f"  reason: {reason}")
+            if erasure is not None:
+                typer.echo(f"  erasure: {erasure['line']}")
             for problem in audit.problems:
                 typer.echo(f"chain problem: version {problem.version}: {problem.message} (`mixunlearn audit`)")
             return
@@ -728,13 +759,18 @@ def request_submit(
     override: SetOption = None,
 ) -> None:
     """Queue a forget request for the next deletion batch, after admission control (the file, its dataset, IDs,
-    time, requester and reason are checked; a refused request is not queued and exits with status 2)."""
+    time, requester and reason are checked; a refused request is not queued and exits with status 2). On a fresh
+    checkout, data/ is first restored from the version data.dvc records (never from the source dataset)."""
 
     def go() -> None:
         from components.deletion.store import DataStore
 
-        limits = admission_limits(load_params(params, override))
-        submitted, added = DataStore(root / "data").submit(path, limits)
+        config = load_params(params, override)
+        store = DataStore(root / "data")
+        if needs_restore(root, config):
+            with model_locked(root, config, no_wait=False):  # a run of the same model may be restoring it too
+                store = restore_committed(root, config)
+        submitted, added = store.submit(path, admission_limits(config))
         typer.echo(f"{'queued' if added else 'already known'}: {submitted.request_id}")
         if emit and added:
             _quiet_prefect()

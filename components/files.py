@@ -29,6 +29,15 @@ def write_atomically(path: Path, payload: str | bytes) -> None:
         raise
 
 
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files ``write_atomically`` leaves in ``folder`` when its process is killed mid-write
+    (``.<name>.<random>.tmp``); the files they were meant to replace are untouched. Returns what was removed."""
+    removed = [path for path in Path(folder).glob(".*.tmp") if path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def write_torch(payload: object, path: Path) -> None:
     """``torch.save`` through ``write_atomically``: an interrupted run never leaves a half-written model file."""
     buffer = io.BytesIO()

@@ -8,6 +8,7 @@ batch's report (one measurement per model, no seeds). Gaps are taken between per
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from components.files import write_atomically
+from components.files import remove_temporaries, write_atomically
 from components.verification.gates import Verdict
 from components.verification.metrics import ALL_METRICS, gap_laf, gap_salun
 
@@ -186,9 +187,10 @@ def plot(document: Mapping[str, Any], path: Path) -> None:
     axis.set_title(f"{title(document)} (closer to retrain is better)")
     axis.legend(fontsize=7, ncols=2)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
+    write_atomically(path, buffer.getvalue())
 
 
 def write_results(document: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -345,7 +347,9 @@ def history_markdown(rows: Sequence[Mapping[str, str]]) -> str:
 
 
 def write_deletion_report(outcome: DeletionOutcome, out_dir: Path, model_name: str, alias: str) -> dict[str, Path]:
-    """Write report.md and metrics.png into ``out_dir``."""
+    """Write report.md and metrics.png into ``out_dir`` (each atomically), first removing what a writer killed in
+    that folder left behind (a resumed batch writes its report again)."""
+    remove_temporaries(out_dir)
     paths = {"md": out_dir / "report.md"}
     if outcome.metrics:
         paths["png"] = out_dir / "metrics.png"

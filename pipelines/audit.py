@@ -6,6 +6,11 @@ training code), applies the ``verify`` gates to the serving model, records the r
 audited model version (and as metrics of a ``retrain-audit`` MLflow run), writes a report with the chain's audit
 history, and, when a gate fails and ``audit.promote_on_failure`` holds, serves the retrained model in a transaction.
 A data version already audited is not retrained again.
+
+After ``mixunlearn purge`` deleted the data version the chain's last from-scratch model was trained on, the samples
+forgotten since are gone and forgetting cannot be measured on them: the audit is refused with one line (status
+``purged``; the CLI exits 2), and nothing is retrained, logged or tagged. A version audited before the purge keeps
+its audit ("already audited"); a from-scratch serving model needs no forget set ("exact").
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pipelines.concurrency import model_slot
 class AuditSummary:
     """What ``mixunlearn retrain-audit`` prints."""
 
-    status: str  # "audited" | "already-audited" | "exact" | "skipped" | "nothing-to-audit"
+    status: str  # "audited" | "already-audited" | "exact" | "skipped" | "purged" | "nothing-to-audit"
     model: str
     version: str | None
     message: str  # one line; starts with PASS or FAIL when the serving model was compared
@@ -111,12 +116,19 @@ def _retrain_audit(config: PipelineConfig, root: str) -> AuditSummary:
         record_audit(env, name, record)
         return AuditSummary("exact", name, serving.version, record.detail + "; nothing to retrain")
 
+    scratch = audit.last_from_scratch(links)
+    # a purged data version cannot give the forgotten samples back: refused before any run or model is made
+    purged = env.versioning.purged().get(env.versioning.md5_at(scratch.tags.get("git_rev", "")) or "")
+    if purged is not None:
+        message = audit.purged_line(link, scratch, purged)
+        logger.warning(message)
+        return AuditSummary("purged", name, serving.version, message)
+
     stopwatch = Stopwatch(torch.device("cpu"))  # the evaluate tasks' wall seconds
     with env.tracking.parent_run(
         f"retrain-audit-{config.base.dataset}",
         {"dataset": config.base.dataset, "audited_version": serving.version, "stage": "audit"},
     ) as run_id:
-        scratch = audit.last_from_scratch(links)
         data = forgotten_since_scratch(env, stored, scratch)
         context = steps.run_context(config, stored).for_batch(steps.fully_forgotten_classes(data))
         snapshot = DataSnapshot(

@@ -1,8 +1,8 @@
 """boto3 S3 adapter: a bucket (and key prefix) used as an object store for artifacts and reports.
 
-This is the only module that imports ``boto3``. Credentials and region come from the environment
-(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``) or boto3's other standard sources,
-never from arguments or config files. ``endpoint_url`` points at an S3-compatible server (moto, MinIO);
+This module and ``dvc_remote.py`` (a DVC remote's objects, for purge) import ``boto3``. Credentials and region come from
+the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``) or boto3's other standard
+sources, never from arguments or config files. ``endpoint_url`` points at an S3-compatible server (moto, MinIO);
 ``None`` means AWS itself.
 """
 

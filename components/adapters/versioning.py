@@ -11,10 +11,10 @@ optional ``endpoint_url`` (moto, MinIO) otherwise. S3 credentials come only from
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``) and are never written to a
 config file.
 
-Purged versions: ``mixunlearn purge`` deletes the cache and remote objects of old data versions that still hold
-forgotten samples and records it in ``<data_dir>/purges/*.json`` (versioned with the data). Reading or restoring
-such a version raises ``DataVersionPurgedError`` naming the date and the batches instead of DVC's "missing cache"
-error.
+Purged versions: ``mixunlearn purge`` deletes the cache and remote objects (``dvc_remote.py``: a local directory or
+``s3://``) of old data versions that still hold forgotten samples and records it in ``<data_dir>/purges/*.json``
+(versioned with the data). Reading or restoring such a version raises ``DataVersionPurgedError`` naming the date and the
+batches instead of DVC's "missing cache" error.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.utils.serialize import load_yaml
 
+from components.adapters.dvc_remote import LocalObjects, RemoteObjects, RemoteObjectsError, open_remote
 from components.adapters.errors import one_line
 from components.adapters.retry import ATTEMPTS, connection_failed, os_error, retrying, storage_state
 from components.hashing import file_md5
@@ -361,67 +362,76 @@ class DataVersioning:
     # ------------------------------------------------------------------ purge
 
     def listing(self, md5: str) -> dict[str, str] | None:
-        """``{relpath: md5}`` of the data version ``md5`` (a ``.dir`` hash), read from the cache or the local
-        remote; None when neither holds its listing."""
-        for root in (self.cache_root(), self._local_remote_root(required=False)):
-            path = _object_path(root, md5) if root is not None else None
-            if path is not None and path.exists():
-                try:
-                    return {str(e["relpath"]): str(e["md5"]) for e in json.loads(path.read_text())}
-                except (OSError, ValueError, KeyError, TypeError) as error:
-                    raise VersioningError(
-                        f"cannot read the listing of data version {md5}: {one_line(error)}"
-                    ) from error
-        return None
+        """``{relpath: md5}`` of the data version ``md5`` (a ``.dir`` hash), read from the cache or the remote;
+        None when neither holds its listing.
+
+        Raises:
+            VersioningError: If the remote cannot be reached or the listing cannot be parsed (never None for a
+                remote that did not answer: purge would take a version it cannot see into for one with nothing left).
+        """
+        try:
+            payload = self._cache().read(md5)
+            if payload is None:
+                payload = self._remote_objects().read(md5)
+        except RemoteObjectsError as error:
+            raise VersioningError(f"cannot read the listing of data version {md5}: {error}") from error
+        if payload is None:
+            return None
+        try:
+            return {str(e["relpath"]): str(e["md5"]) for e in json.loads(payload)}
+        except (ValueError, KeyError, TypeError) as error:
+            raise VersioningError(f"cannot read the listing of data version {md5}: {one_line(error)}") from error
 
     def cache_root(self) -> Path:
         """The DVC cache folder (``.dvc/cache``)."""
         return self.repo_root / ".dvc" / "cache"
 
-    def _local_remote_root(self, required: bool = True) -> Path | None:
-        url = self.remote_url
-        if url is None:
+    def _cache(self) -> LocalObjects:
+        return LocalObjects(self.cache_root())
+
+    def _remote_objects(self) -> RemoteObjects:
+        """The objects of the configured remote: ``remote_url`` (and ``endpoint_url``) when given, else the remote
+        of that name in ``.dvc/config`` (its ``endpointurl`` included)."""
+        if self.remote_url is not None:
+            url, endpoint, base = self.remote_url, self.endpoint_url, self.repo_root
+        else:
             try:
                 with self._open() as repo:
-                    url = str(repo.config["remote"][self.remote_name]["url"])
+                    section = repo.config["remote"][self.remote_name]
+                    url, endpoint = str(section["url"]), section.get("endpointurl")
             except (DvcException, KeyError, VersioningError) as error:
-                if required:
-                    raise VersioningError(
-                        f"no DVC remote {self.remote_name!r} configured: {one_line(error)}"
-                    ) from error
-                return None
-        if re.match(r"\w+://", url) and not url.startswith("file://"):
-            if required:
-                raise VersioningError(
-                    f"purge deletes objects from a local directory remote only; remote {self.remote_name!r} is {url}"
-                )
-            return None
-        path = Path(url.removeprefix("file://"))
-        return path if path.is_absolute() else (self.repo_root / ".dvc" / path).resolve()
+                raise VersioningError(f"no DVC remote {self.remote_name!r} configured: {one_line(error)}") from error
+            base = self.repo_root / ".dvc"  # DVC resolves a relative remote path against .dvc/
+        try:
+            return open_remote(url, endpoint, base)
+        except RemoteObjectsError as error:
+            raise VersioningError(str(error)) from error
 
     def delete_objects(self, md5s: list[str]) -> list[str]:
-        """Delete the objects ``md5s`` (file hashes or ``.dir`` listings) from the DVC cache and the local remote.
+        """Delete the objects ``md5s`` (file hashes or ``.dir`` listings) from the remote, then from the DVC cache.
+
+        The remote goes first, and within each store the ``.dir`` listings go last, so a purge interrupted part-way
+        (an endpoint that drops) still finds the listings and the remaining objects on its next run.
 
         Returns:
-            The deleted paths, relative to the repository root where they lie inside it.
+            The deleted locations: cache paths relative to the repository root, remote paths or ``s3://`` URLs.
 
         Raises:
-            VersioningError: If the remote is not a local directory (checked before anything is deleted).
+            VersioningError: One line, if the remote cannot be reached or an object cannot be deleted.
         """
-        remote = self._local_remote_root(required=True)
+        ordered = sorted(md5s, key=lambda md5: (md5.endswith(".dir"), md5))
         deleted = []
-        for root in (self.cache_root(), remote):
-            for md5 in md5s:
-                path = _object_path(root, md5) if root is not None else None
-                if path is not None and path.exists():
-                    path.chmod(0o644)  # DVC makes cache objects read-only
-                    path.unlink()
-                    deleted.append(
-                        path.relative_to(self.repo_root).as_posix()
-                        if path.is_relative_to(self.repo_root)
-                        else str(path)
-                    )
-        return deleted
+        try:
+            for store in (self._remote_objects(), self._cache()):
+                deleted += store.delete(ordered)
+        except RemoteObjectsError as error:
+            raise VersioningError(f"purge stopped: {error}; nothing was recorded, so the next purge goes on") from error
+        return [
+            Path(location).relative_to(self.repo_root).as_posix()
+            if Path(location).is_absolute() and Path(location).is_relative_to(self.repo_root)
+            else location
+            for location in deleted
+        ]
 
     def purged(self) -> dict[str, dict]:
         """``{md5: purge entry}`` of every data version the purge records in the working tree name.
@@ -502,11 +512,6 @@ def _innermost(error: BaseException) -> BaseException:
     while error.__cause__ is not None and error.__cause__ is not error:
         error = error.__cause__
     return error
-
-
-def _object_path(root: Path, md5: str) -> Path:
-    """Where DVC 3 keeps an object: ``<root>/files/md5/ab/cdef...`` (``.dir`` listings keep their suffix)."""
-    return root / "files" / "md5" / md5[:2] / md5[2:]
 
 
 def directory_md5(path: Path) -> str:

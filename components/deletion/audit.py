@@ -78,6 +78,19 @@ def last_from_scratch(links: Sequence[ChainLink]) -> ChainLink:
     raise ValueError(f"version {links[-1].version}'s chain has no model trained from scratch (original or retrain)")
 
 
+def purged_line(audited: ChainLink, scratch: ChainLink, purge_entry: Mapping[str, Any]) -> str:
+    """Why ``audited`` cannot be compared with Retrain any more: the data version of ``scratch`` (the chain's last
+    from-scratch model), which holds the samples forgotten since, was purged (``purge_entry``: its purge record)."""
+    rev = scratch.tags.get("git_rev", "")
+    date = str(purge_entry.get("purged_at") or "?")[:10]
+    return (
+        f"not audited: version {audited.version} cannot be compared with Retrain: the samples forgotten since version "
+        f"{scratch.version} ({scratch.source}) were in data version {rev[:12]}, purged on {date} "
+        f"(purges/{purge_entry.get('record', '?')}), so forgetting cannot be measured on them; the erasure is "
+        "complete, and the batch records, manifests and promotion verdicts stay as the evidence (`mixunlearn audit`)"
+    )
+
+
 def batches_since_scratch(links: Sequence[ChainLink]) -> int:
     """Unlearned batches applied after the chain's last from-scratch model: the drift the audit measures."""
     count = 0

@@ -13,7 +13,8 @@ What is re-checked, per version of the chain:
 * the batch was planned on the pool the parent version serves (``parent_pool_sha256`` = parent's ``pool_sha256``);
 * ``data.dvc`` at ``git_rev`` (and at ``parent_git_rev``) records ``data_md5`` (and ``parent_data_md5``);
 * optionally (``deep``: it reads the pool file of every data version) the pool IDs at ``git_rev`` hash to
-  ``pool_sha256``.
+  ``pool_sha256``. A data version that ``mixunlearn purge`` deleted cannot be re-read: that is a note (the erasure
+  the purge record documents), not a problem.
 
 ``components.deletion.lineage_report`` turns the result into the text list and the JSON document the CLI prints.
 """
@@ -62,6 +63,7 @@ class Sources:
         md5_at: The md5 ``data.dvc`` records at a git revision, or ``None`` when it has none there.
         run_metrics: A pipeline run's metrics (its stages' merged in), or ``None`` when the run is gone.
         pool_sha256_at: The sha256 of the pool IDs at a git revision (only with ``deep``).
+        purged_at: One line naming the purge when the data version at a git revision was purged, else ``None``.
     """
 
     version: Callable[[str], VersionFacts | None]
@@ -69,6 +71,7 @@ class Sources:
     md5_at: Callable[[str], str | None]
     run_metrics: Callable[[str], Mapping[str, float] | None] = lambda run_id: None
     pool_sha256_at: Callable[[str], str] | None = None
+    purged_at: Callable[[str], str | None] = lambda rev: None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class ChainAudit:
     problems: tuple[Problem, ...]
     checks: int
     deep: bool
+    notes: tuple[Problem, ...] = ()  # facts that cannot be re-checked by design (a purged data version's pool)
+    erasure: tuple[Mapping[str, Any], ...] = ()  # per batch: whether any stored data version still holds its samples
 
     @property
     def ok(self) -> bool:
@@ -197,6 +202,7 @@ def check_pool(facts: VersionFacts, pool_sha256_at: Callable[[str], str]) -> str
 def audit_chain(target: str, version: str, sources: Sources, deep: bool = False) -> ChainAudit:
     """Walk ``version``'s chain and re-check every recorded fact (module docstring)."""
     links, problems = walk(version, sources.version)
+    notes: list[Problem] = []
     checks = len(links)  # one parent link per version
     batches: dict[str, ForgetBatch] = {}
     metrics: dict[str, Mapping[str, float]] = {}
@@ -228,16 +234,20 @@ def audit_chain(target: str, version: str, sources: Sources, deep: bool = False)
         checks += made
         problems += [Problem(link.version, "data-version", message) for message in found]
         if deep and sources.pool_sha256_at is not None and tags.get("pool_sha256") and tags.get("git_rev"):
-            checks += 1
-            mismatch = check_pool(link, sources.pool_sha256_at)
-            if mismatch:
-                problems.append(Problem(link.version, "pool", mismatch))
+            purged = sources.purged_at(tags["git_rev"])
+            if purged is not None:
+                notes.append(Problem(link.version, "pool", f"pool not re-read: {purged}"))
+            else:
+                checks += 1
+                mismatch = check_pool(link, sources.pool_sha256_at)
+                if mismatch:
+                    problems.append(Problem(link.version, "pool", mismatch))
         run_id = tags.get("pipeline_run_id")
         if run_id:
             found_metrics = sources.run_metrics(run_id)
             if found_metrics is not None:
                 metrics[link.version] = dict(found_metrics)
-    return ChainAudit(target, tuple(links), batches, metrics, tuple(problems), checks, deep)
+    return ChainAudit(target, tuple(links), batches, metrics, tuple(problems), checks, deep, tuple(notes))
 
 
 # -- when a request or a sample is honoured ---------------------------------------------------------------------

@@ -57,6 +57,7 @@ def link_document(link: VersionFacts, audit: ChainAudit) -> dict[str, Any]:
         "verdict_detail": tags.get("verdict_detail"),
         "retrain_audit": {key.removeprefix("audit_"): tags[key] for key in AUDIT_TAGS if tags.get(key)},
         "problems": [problem.message for problem in audit.problems if problem.version == link.version],
+        "notes": [note.message for note in audit.notes if note.version == link.version],
     }
 
 
@@ -69,6 +70,8 @@ def audit_document(audit: ChainAudit) -> dict[str, Any]:
         "deep": audit.deep,
         "chain": [link_document(link, audit) for link in audit.links],
         "problems": [{"version": p.version, "check": p.check, "message": p.message} for p in audit.problems],
+        "notes": [{"version": n.version, "check": n.check, "message": n.message} for n in audit.notes],
+        "erasure": [dict(entry) for entry in audit.erasure],
     }
 
 
@@ -117,8 +120,14 @@ def render(audit: ChainAudit) -> str:
         else:
             lines.append("  retrain audit  not audited")
         lines += [f"  PROBLEM        {message}" for message in doc["problems"]]
+        lines += [f"  note           {message}" for message in doc["notes"]]
+    if audit.erasure:
+        lines += ["", "erasure of the forgotten samples from the stored data versions:"]
+        lines += [f"  {entry['line']}" for entry in audit.erasure]
     lines.append("")
     scope = "" if audit.deep else " (pool fingerprints not re-read: --deep)"
+    if audit.deep and audit.notes:
+        scope = f" ({len(audit.notes)} purged data version(s) not re-read: the purge records document them)"
     if audit.ok:
         lines.append(f"OK: {audit.checks} recorded facts re-checked, all match{scope}")
     else:

@@ -3,7 +3,8 @@
 A forget batch removes samples from the current ``data/``, but every earlier DVC version still holds them (that is
 what lets the Retrain audit read them back). Once a version has been superseded by a forgetting batch for longer
 than the retention period (``pipeline.purge_after_days``), ``mixunlearn purge`` deletes its sample files (the
-``.npz`` objects no kept version references) and its ``.dir`` listing from the DVC cache and the local remote.
+``.npz`` objects no kept version references) and its ``.dir`` listing from the DVC cache and the remote (a local
+directory or ``s3://bucket/prefix``, ``components/adapters/dvc_remote.py``).
 
 What stays: the batch records (IDs, hashes, parent revisions), the request files, the MLflow tags, the git history
 of ``data.dvc``, and a purge record ``data/purges/<purge_id>.json`` (which versions and objects, which batches,
@@ -15,10 +16,10 @@ The planning here is pure; the DVC work (listings, deleting objects, the snapsho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -122,6 +123,61 @@ def objects_to_delete(
         if relpath.startswith(f"{dataset}/") and relpath.endswith(SAMPLE_SUFFIX) and md5 not in kept_md5s
     )
     return [*dict.fromkeys(version_listing[f] for f in files), dir_md5], files
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """Whether one batch's forgotten samples are gone from every stored data version."""
+
+    batch_id: str
+    held_by: tuple[Candidate, ...]  # older versions that still hold them (kept until the retention has passed)
+    purged_by: tuple[str, ...]  # purge records (file names under data/purges/) that deleted versions holding them
+
+    @property
+    def complete(self) -> bool:
+        return not self.held_by
+
+    def to_document(self, retention_days: float) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "complete": self.complete,
+            "held_by": [candidate.git_rev for candidate in self.held_by],
+            "purged_by": list(self.purged_by),
+            "line": self.line(retention_days),
+        }
+
+    def line(self, retention_days: float) -> str:
+        """One line for the audit: complete, or where the samples still are and when they are due."""
+        records = ", ".join(f"{PURGES_DIR}/{name}" for name in self.purged_by)
+        if self.complete:
+            where = f"purged ({records})" if records else "no older data version held them"
+            return f"batch {self.batch_id}: erasure complete: no stored data version holds its samples; {where}"
+        due = min(candidate.due_on(retention_days) for candidate in self.held_by)
+        revs = ", ".join(candidate.git_rev[:12] for candidate in self.held_by)
+        return (
+            f"batch {self.batch_id}: erasure pending: {len(self.held_by)} older data version(s) still hold its "
+            f"samples (git {revs}) until `mixunlearn purge` (due {due:%Y-%m-%d})"
+        )
+
+
+def erasures(
+    history: Sequence[tuple[str, str]],
+    batches: Sequence[ForgetBatch],
+    current_md5: str,
+    purged: Mapping[str, Mapping[str, Any]],
+) -> list[Erasure]:
+    """Each batch's erasure, oldest batch first: the older versions still holding its samples (``candidates``) and
+    the purge records (``purged``: md5 -> entry with ``batch_ids`` and ``record``) that deleted versions holding
+    them."""
+    holding = candidates(history, batches, current_md5, set(purged))
+    return [
+        Erasure(
+            batch.batch_id,
+            tuple(c for c in holding if batch.batch_id in c.batch_ids),
+            tuple(sorted({str(e["record"]) for e in purged.values() if batch.batch_id in (e.get("batch_ids") or ())})),
+        )
+        for batch in sorted(batches, key=lambda b: b.created_at)
+    ]
 
 
 class PurgeVersioning(Protocol):

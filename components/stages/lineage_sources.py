@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from components.adapters.services import open_environment, open_tracking
 from components.adapters.tracking import TrackingError, TrackingStore
 from components.adapters.versioning import DataVersioning
 from components.config import PipelineConfig
 from components.data.types import DataError, ids_sha256
-from components.deletion import lineage_audit
+from components.deletion import lineage_audit, purge
 from components.deletion.lineage_audit import ChainAudit, Honoured, Sources, VersionFacts
+from components.deletion.purge import PURGES_DIR
 from components.deletion.store import DataStore, ForgetBatch, image_set_from_bytes, read_image_set
 
 
@@ -53,6 +55,8 @@ class AuditSession:
     store: DataStore
     versioning: DataVersioning
     deep: bool
+    retention_days: float  # pipeline.purge_after_days: when a pending erasure is due
+    purged: Mapping[str, Mapping[str, Any]]  # md5 -> purge entry of every purged data version (data/purges/)
 
     def sources(self) -> Sources:
         return Sources(
@@ -61,10 +65,13 @@ class AuditSession:
             md5_at=self.versioning.md5_at,
             run_metrics=self._run_metrics,
             pool_sha256_at=cache(self._pool_sha256_at) if self.deep else None,
+            purged_at=self._purged_at,
         )
 
     def chain(self) -> ChainAudit:
-        return lineage_audit.audit_chain(self.label, self.version, self.sources(), self.deep)
+        """The chain re-checked, with each batch's erasure from the stored data versions."""
+        audit = lineage_audit.audit_chain(self.label, self.version, self.sources(), self.deep)
+        return replace(audit, erasure=tuple(e.to_document(self.retention_days) for e in self._erasures()))
 
     def request(self, request_id: str) -> tuple[Honoured, ChainAudit]:
         audit = self.chain()
@@ -105,6 +112,22 @@ class AuditSession:
     def _pool_sha256_at(self, rev: str) -> str:
         payload = self.versioning.read_at(f"data/{self.dataset}/pool.npz", rev)
         return ids_sha256(image_set_from_bytes(payload).ids.tolist())
+
+    def _purged_at(self, rev: str) -> str | None:
+        entry = self.purged.get(self.versioning.md5_at(rev) or "")
+        if entry is None:
+            return None
+        return (
+            f"data version {rev[:12]} was purged on {str(entry.get('purged_at') or '?')[:10]} "
+            f"({PURGES_DIR}/{entry['record']}); the batch records keep its forgotten IDs and their hashes"
+        )
+
+    def _erasures(self) -> list[purge.Erasure]:
+        current = self.versioning.current_md5()
+        if current is None:
+            return []
+        history = [(rev, md5) for rev, md5, _ in self.versioning.version_history()]
+        return purge.erasures(history, self._batches(), current, self.purged)
 
     def _batches(self) -> list[ForgetBatch]:
         """Every readable batch record of the dataset (an unreadable one is the chain audit's to report)."""
@@ -157,4 +180,15 @@ def open_audit(config: PipelineConfig, root: Path, target: str | None, deep: boo
         label = f"{model}/{version}"
     env = open_environment(config, root)
     dataset = dataset_of(model, config.pipeline.registered_model, config.base.dataset)
-    return AuditSession(model, label, str(version), dataset, tracking, env.store, env.versioning, deep)
+    return AuditSession(
+        model,
+        label,
+        str(version),
+        dataset,
+        tracking,
+        env.store,
+        env.versioning,
+        deep,
+        config.pipeline.purge_after_days,
+        env.versioning.purged(),
+    )

@@ -18,7 +18,7 @@ from typer.testing import Result
 
 from components.deletion.store import read_image_set
 from tests.pipelines.conftest import CERTIFY_LENIENTLY as LENIENT_CERTIFICATION
-from tests.pipelines.test_cli import invoke
+from tests.pipelines.test_cli import invoke, one_error_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -132,6 +132,43 @@ def test_an_altered_batch_record_fails_the_audit_and_names_the_batch(two_batches
     assert result.exit_code == 1, result.output
     assert f"version 3: batch {record.stem}" in result.stdout
     assert "FAIL: " in result.stdout
+
+
+def test_after_a_purge_the_audit_reports_the_erasure_and_the_retrain_audit_refuses_in_one_line(
+    two_batches: TwoBatches,
+) -> None:
+    # given the two batches' older data versions, still held within the retention period
+    project = two_batches.project
+    sets = [part for override in project.overrides for part in ("--set", override)]
+    where = ["--root", str(project.root), "--params", str(project.root / "params.yaml"), *sets]
+    before = audit(project)
+    assert before.stdout.count(": erasure pending: ") == 2, before.output
+
+    # when they are purged
+    purged = invoke(["purge", *where, "--older-than", "0"])
+    assert purged.exit_code == 0, purged.output
+    print(purged.stdout)  # shown with -s: quoted in docs/reliability.md
+
+    # then the audit reports each batch's erasure as complete and still passes
+    text = audit(project)
+    assert text.exit_code == 0, text.output
+    assert text.stdout.count(": erasure complete: no stored data version holds its samples; purged (purges/") == 2
+    assert text.stdout.strip().splitlines()[-1].startswith("OK: ")
+    # the deep check re-reads the pool it still can and notes the purged ones, with no traceback and no failure
+    deep = audit(project, "--deep")
+    assert deep.exit_code == 0, deep.output
+    assert deep.stdout.count("  note           pool not re-read: data version ") == 2
+    assert "2 purged data version(s) not re-read: the purge records document them" in deep.stdout
+    print(deep.stdout)
+    answer = audit(project, "--request", EXAMPLE_ID)
+    assert "  erasure: batch " in answer.stdout
+    assert ": erasure complete: " in answer.stdout
+    # and the Retrain audit, whose forget set was in a purged version, refuses in one line without retraining
+    refused = one_error_line(invoke(["retrain-audit", *where]))
+    assert refused.startswith("error: not audited: version 3 cannot be compared with Retrain: ")
+    print(refused)
+    tags = project.tracking().version_tags("mixunlearn-digits", "3")
+    assert "audit_verdict" not in tags
 
 
 def test_a_deleted_parent_version_fails_the_audit(two_batches: TwoBatches) -> None:

@@ -22,7 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from components.adapters.tracking import default_tracking_uri
-from components.deletion.ledger import BatchLedger
+from components.deletion.ledger import STAGES, BatchLedger
 from pipelines import tasks
 from tests.pipelines.conftest import REPO_ROOT
 from tests.pipelines.test_flow_certify import LENIENT_CERTIFICATION
@@ -37,13 +37,19 @@ class CrashError(RuntimeError):
     """The simulated interruption."""
 
 
-def crash_once(original: Callable[..., Any], when: Callable[..., bool] = lambda *a, **k: True) -> Callable[..., Any]:
-    """``original``, except that the first call for which ``when`` holds raises ``CrashError``."""
+def crash_once(
+    original: Callable[..., Any],
+    when: Callable[..., bool] = lambda *a, **k: True,
+    dying: Callable[..., None] = lambda *a, **k: None,
+) -> Callable[..., Any]:
+    """``original``, except that the first call for which ``when`` holds does ``dying`` (what the process got done
+    before it died) and raises ``CrashError``."""
     crashed: list[bool] = []
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not crashed and when(*args, **kwargs):
             crashed.append(True)
+            dying(*args, **kwargs)
             raise CrashError("simulated interruption")
         return original(*args, **kwargs)
 
@@ -54,12 +60,21 @@ def after_deletion(_env: Any, message: str) -> bool:
     return message.startswith("data: forget batch")
 
 
-# task to break, the condition, and the stage the ledger records when it breaks
-CRASHES = {
-    "before-snapshot": ("version_data", after_deletion, "data_deleted"),
-    "during-unlearning": ("unlearn", None, "snapshotted"),
-    "after-registration": ("record_decision", None, "verified"),
+def half_written_report(_outcome: Any, out_dir: Path, *_: Any) -> None:
+    """What a writer killed mid-report leaves: the temporary file of report.md, cut short."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ".report.md.killed.tmp").write_text("# Deletion rep")
+
+
+# task to break, the condition, the stage the ledger records when it breaks, and the champion then: the untouched
+# original until the promotion, the batch's model once it is promoted
+CRASHES: dict[str, tuple[str, Callable[..., bool] | None, str, str]] = {
+    "before-snapshot": ("version_data", after_deletion, "data_deleted", "1"),
+    "during-unlearning": ("unlearn", None, "snapshotted", "1"),
+    "after-registration": ("record_decision", None, "verified", "1"),
+    "during-report": ("write_deletion_report", None, "promoted", "2"),
 }
+DYING = {"write_deletion_report": half_written_report}
 
 
 @dataclass(frozen=True)
@@ -82,12 +97,12 @@ def plant_running_run(project: Any) -> str:
 
 @pytest.fixture(scope="module", params=sorted(CRASHES))
 def resumed(request: pytest.FixtureRequest, prefect_harness: None, new_project: Callable[..., Any]) -> Resumed:
-    name, when, _ = CRASHES[request.param]
+    name, when, _, _ = CRASHES[request.param]
     project = new_project(f"resume-{request.param}", "verify.mode=certify", *LENIENT_CERTIFICATION)
     project.submit_example()
     with pytest.MonkeyPatch.context() as patch:
-        original = getattr(tasks, name)
-        patch.setattr(tasks, name, crash_once(original, when) if when else crash_once(original))
+        original, dying = getattr(tasks, name), DYING.get(name, lambda *a, **k: None)
+        patch.setattr(tasks, name, crash_once(original, when or (lambda *a, **k: True), dying))
         with pytest.raises(CrashError):
             project.run()
     book = BatchLedger(project.root)
@@ -100,12 +115,12 @@ def resumed(request: pytest.FixtureRequest, prefect_harness: None, new_project: 
 
 
 def test_the_crash_leaves_the_batch_open_and_its_request_in_it(resumed: Resumed, request: Any) -> None:
-    expected_stage = CRASHES[request.node.callspec.params["resumed"]][2]
+    _, _, expected_stage, expected_champion = CRASHES[request.node.callspec.params["resumed"]]
 
     assert resumed.stage_at_crash == expected_stage
     assert resumed.request_at_crash is not None
     assert resumed.request_at_crash.startswith("in batch batch-")
-    assert resumed.alias_at_crash == "1"  # the untouched original still serves
+    assert resumed.alias_at_crash == expected_champion
 
 
 def test_the_next_run_finishes_the_batch(resumed: Resumed) -> None:
@@ -119,7 +134,9 @@ def test_the_next_run_finishes_the_batch(resumed: Resumed) -> None:
     assert state.finished
     assert state.promoted_version == summary.version
     assert BatchLedger(project.root).request_state(project.store, REQUEST_ID) == "processed"
-    assert Path(summary.report).is_file()
+    # the whole report, and nothing a crash left half-written beside it
+    assert Path(summary.report).read_text().startswith(f"# Deletion report: {batch.batch_id}\n")
+    assert sorted(path.name for path in Path(summary.report).parent.iterdir()) == ["report.md"]
 
 
 def test_the_champion_is_the_verified_unlearned_model_of_the_batch(resumed: Resumed) -> None:
@@ -173,7 +190,19 @@ def cli_run(project: Any, prefect_home: Path, *extra: str) -> subprocess.Popen[s
     )
 
 
-@pytest.mark.parametrize("kill_at", ["data_deleted", "unlearned", "promoted"])
+def report_started(project: Any, state: Any) -> bool:
+    """The report task is writing: the batch's report folder exists (created just before report.md is written)."""
+    return (project.root / project.config.pipeline.reports_dir / state.batch.batch_id).exists()
+
+
+# the kill points: every stage a batch records before it is finished, and the report being written
+KILL_POINTS: dict[str, Callable[[Any, Any], bool]] = {
+    **{stage: (lambda _p, state, stage=stage: state.reached(stage)) for stage in STAGES[:-1]},
+    "reporting": report_started,
+}
+
+
+@pytest.mark.parametrize("kill_at", list(KILL_POINTS))
 def test_a_run_killed_mid_batch_is_finished_by_the_next_run(
     new_project: Callable[..., Any], tmp_path: Path, kill_at: str
 ) -> None:
@@ -186,13 +215,14 @@ def test_a_run_killed_mid_batch_is_finished_by_the_next_run(
     stage = None
     while time.monotonic() < deadline and process.poll() is None:
         states = book.states("digits") if book.directory.is_dir() else []
-        if states and states[0].reached(kill_at):
+        if states and KILL_POINTS[kill_at](project, states[0]):
             os.killpg(process.pid, signal.SIGKILL)
             stage = states[0].stage
             break
         time.sleep(0.05)
     process.wait(timeout=60)
     assert stage is not None, process.stdout.read() if process.stdout else ""
+    print(f"kill at {kill_at}: the ledger read {stage} when SIGKILL was sent")  # shown with -s (docs/reliability.md)
     # the kill may land after the last stage on a slow machine; then there is nothing to resume, and the
     # assertions below (one verified batch serves, nothing RUNNING) must hold all the same
     resumable = book.unfinished("digits") is not None
@@ -214,3 +244,7 @@ def test_a_run_killed_mid_batch_is_finished_by_the_next_run(
     client = MlflowClient(default_tracking_uri(project.root))
     experiment = client.get_experiment_by_name(project.config.pipeline.experiment)
     assert client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'") == []
+    # and its whole report, with nothing a killed writer left half-written beside it
+    reports = project.root / project.config.pipeline.reports_dir / batch.batch_id
+    assert (reports / "report.md").read_text().startswith(f"# Deletion report: {batch.batch_id}\n")
+    assert sorted(path.name for path in reports.iterdir()) == ["report.md"]

@@ -10,32 +10,28 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.moto import DUMMY_AWS, UNSET_AWS, running_moto
+
 # MLflow decides about telemetry when it is imported, i.e. while test modules are collected, so these are set
 # here at import time as well as in the session fixture below.
 TELEMETRY_OFF = {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
 os.environ.update(TELEMETRY_OFF)
 
-_DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_TRACKING_URI")
+_UNSET = (*UNSET_AWS, "MLFLOW_TRACKING_URI")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Telemetry off, dummy AWS credentials (moto accepts any), and git without global or system config."""
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**TELEMETRY_OFF, **_DUMMY_AWS}.items():
+        for key, value in {**TELEMETRY_OFF, **DUMMY_AWS}.items():
             patch.setenv(key, value)
         for key in _UNSET:
             patch.delenv(key, raising=False)
@@ -44,50 +40,11 @@ def offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _moto_executable() -> str:
-    candidate = Path(sys.executable).parent / "moto_server"
-    found = str(candidate) if candidate.exists() else shutil.which("moto_server")
-    if found is None:
-        pytest.fail("moto_server not found next to the interpreter or on PATH (install moto[server])")
-    return found
-
-
 @pytest.fixture(scope="session")
 def moto_url(offline_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start a real moto S3 server on a free loopback port; yield its URL; stop it by PID at the end."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [_moto_executable(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"moto_server exited with {process.returncode}: {log_path.read_text()[-500:]}")
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer at {url} within 30 s")
-                time.sleep(0.1)
+    with running_moto(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

@@ -94,3 +94,16 @@ def test_history_rows_name_every_version_and_its_audit() -> None:
         ("1", "original", "–", "not audited"),
         ("2", "unlearned", "b1", "not audited"),
     ]
+
+
+def test_a_purged_scratch_version_is_one_line_naming_the_purge() -> None:
+    scratch = audit.ChainLink("1", {"source": "original", "git_rev": "a" * 40})
+    served = audit.ChainLink("3", {"source": "unlearned", "parent_model_version": "2"})
+
+    line = audit.purged_line(served, scratch, {"purged_at": "2026-12-30T10:00:00+00:00", "record": "purge-1.json"})
+
+    assert line.startswith(
+        "not audited: version 3 cannot be compared with Retrain: the samples forgotten since version 1 (original) "
+        f"were in data version {'a' * 12}, purged on 2026-12-30 (purges/purge-1.json)"
+    )
+    assert len(line.splitlines()) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -210,6 +211,26 @@ def test_an_unreadable_pool_is_a_problem_not_a_crash() -> None:
 
     assert len(problems) == 2
     assert "cannot be read" in problems[0].message
+
+
+def test_a_purged_data_version_is_a_note_of_the_deep_check_not_a_problem() -> None:
+    def unreadable(rev: str) -> str:
+        raise RuntimeError(f"data version {rev} was purged")
+
+    base = sources()
+    purged = {"rev0": "data version rev0 was purged on 2026-12-30 (purges/purge-1.json)"}
+    after_purge = Sources(base.version, base.batch_record, base.md5_at, base.run_metrics, unreadable, purged.get)
+    erasure = ({"batch_id": "batch-1", "complete": True, "line": "batch batch-1: erasure complete: ..."},)
+
+    result = replace(audit_chain("m@champion", "2", after_purge, deep=True), erasure=erasure)
+
+    assert [(n.version, n.check) for n in result.notes] == [("1", "pool")]
+    assert [(p.version, p.check) for p in result.problems] == [("2", "pool")]  # rev1 was not purged: a problem
+    assert result.checks == audit_chain("m@champion", "2", base, deep=True).checks - 1  # the note is no check
+    text = render(result)
+    assert "  note           pool not re-read: data version rev0 was purged on 2026-12-30" in text
+    assert "erasure of the forgotten samples from the stored data versions:\n  batch batch-1: erasure complete" in text
+    assert audit_document(result)["erasure"] == [dict(erasure[0])]
 
 
 # -- when a request or sample is honoured --------------------------------------------------------------------

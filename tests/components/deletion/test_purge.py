@@ -68,3 +68,21 @@ def test_only_unreferenced_sample_files_and_the_listing_are_deleted() -> None:
     assert files == ["digits/pool.npz"]
     assert hashes == ["pool-old", "m0.dir"]
     assert purge.objects_to_delete(None, "digits", set(), "m0.dir") == ([], [])
+
+
+def test_an_erasure_is_complete_once_no_kept_version_holds_the_batchs_samples() -> None:
+    purged = {"m0.dir": {"batch_ids": ["b1", "b2"], "record": "purge-1.json", "git_rev": "r0"}}
+
+    b1, b2 = purge.erasures(HISTORY, BATCHES, current_md5="m2.dir", purged=purged)
+
+    assert (b1.batch_id, b1.complete, b1.purged_by) == ("b1", True, ("purge-1.json",))
+    assert b1.line(30) == (
+        "batch b1: erasure complete: no stored data version holds its samples; purged (purges/purge-1.json)"
+    )
+    assert (b2.batch_id, b2.complete, [c.git_rev for c in b2.held_by]) == ("b2", False, ["r1"])
+    assert b2.line(30) == (
+        "batch b2: erasure pending: 1 older data version(s) still hold its samples (git r1) until `mixunlearn purge` "
+        f"(due {T2 + timedelta(days=30):%Y-%m-%d})"
+    )
+    assert b2.to_document(30)["held_by"] == ["r1"]
+    assert [e.complete for e in purge.erasures(HISTORY, BATCHES, "m2.dir", {})] == [False, False]

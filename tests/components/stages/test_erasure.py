@@ -14,10 +14,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from components.adapters.services import open_versioning
+from components.adapters.storage import ObjectStore
 from components.adapters.versioning import DataSnapshot, DataVersioning, DataVersionPurgedError, VersioningError
 from components.cli import app
 from components.config import PipelineConfig, load_config
 from components.data.types import DataError
+from components.deletion import ledger
+from components.deletion.ledger import BatchLedger
 from components.deletion.store import DataStore, ForgetBatch, image_set_from_bytes
 from components.stages import steps
 from tests.pipelines.conftest import git
@@ -42,13 +46,13 @@ class Project:
 
     @property
     def versioning(self) -> DataVersioning:
-        return DataVersioning(self.root)
+        return open_versioning(self.root)  # the remote from the environment, as the CLI opens it
 
 
-def write_request(folder: Path, ids: list[str]) -> Path:
-    path = folder / f"{REQUEST_ID}.json"
+def write_request(folder: Path, ids: list[str], request_id: str = REQUEST_ID) -> Path:
+    path = folder / f"{request_id}.json"
     document = {
-        "request_id": REQUEST_ID,
+        "request_id": request_id,
         "dataset": "digits",
         "requester": "owner-1",
         "reason": "erasure test",
@@ -69,7 +73,7 @@ def make_project(root: Path, with_batch: bool = True) -> Project:
     git(root, "add", "params.yaml")
     git(root, "commit", "-q", "-m", "project")
     config = load_config(root / "params.yaml", ["base.device=cpu"])
-    store, versioning = DataStore(root / "data"), DataVersioning(root)
+    store, versioning = DataStore(root / "data"), open_versioning(root)
     stored, created = steps.prepare_data(config, store, versioning)
     assert created
     first = versioning.snapshot("data: digits version before deletion batches")
@@ -136,6 +140,48 @@ def test_the_cli_restores_before_queueing_and_a_missing_version_exits_2(batched:
     assert not (copy.root / "data").exists()  # the request was not queued either
 
 
+def test_submit_on_a_fresh_checkout_restores_data_first_and_admits_against_it(batched: Project, tmp_path: Path) -> None:
+    # given a clone (git only) whose remote holds the data versions
+    copy = clone(batched, tmp_path / "clone", with_remote=True)
+    assert batched.batch is not None
+    assert batched.second is not None
+    submit = ["request", "submit", "--root", str(copy.root), "--params", str(copy.root / "params.yaml")]
+    forgotten = write_request(tmp_path, list(batched.batch.forget_ids[:2]), "req-erasure-again")
+
+    # when a request names samples an earlier batch forgot
+    refused = CliRunner().invoke(app, [*submit, str(forgotten)])
+
+    # then data/ came back from DVC (not from the source, which still holds them) and admission refused the request
+    assert refused.exit_code == 2, refused.output
+    assert refused.stdout.startswith("restored data/ from dvc: the version data.dvc records\n")
+    assert f"already forgotten by batch {batched.batch.batch_id}" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert copy.versioning.current_md5() == batched.second.md5
+    assert copy.store.pending("digits") == []
+    # and a request for samples still in the restored pool is queued, with nothing restored twice
+    kept = copy.store.load("digits").pool.ids[:3].tolist()
+    queued = CliRunner().invoke(app, [*submit, str(write_request(tmp_path, kept, "req-erasure-new"))])
+    assert queued.exit_code == 0, queued.output
+    assert queued.stdout == "queued: req-erasure-new\n"
+    assert [request.request_id for request in copy.store.pending("digits")] == ["req-erasure-new"]
+
+
+def test_submit_on_a_fresh_checkout_without_its_data_version_exits_2_and_queues_nothing(
+    batched: Project, tmp_path: Path
+) -> None:
+    copy = clone(batched, tmp_path / "clone", with_remote=False)
+    request = write_request(tmp_path, [f"digits/train/{index:05d}" for index in range(3)], "req-erasure-new")
+
+    result = CliRunner().invoke(
+        app, ["request", "submit", str(request), "--root", str(copy.root), "--params", str(copy.root / "params.yaml")]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith("error: data.dvc records data version")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (copy.root / "data").exists()
+
+
 def test_the_initial_version_is_rebuilt_from_the_source_only_when_its_md5_matches(tmp_path: Path) -> None:
     initial = make_project(tmp_path / "initial", with_batch=False)
     copy = clone(initial, tmp_path / "clone", with_remote=False)
@@ -155,6 +201,22 @@ def test_purge_waits_for_the_retention_period(batched: Project, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert f"kept data version {batched.first.git_rev[:12]}" in result.stdout
     assert "retention of 30 days not passed" in result.stdout
+    assert not (copy.root / "data" / "purges").exists()
+
+
+def test_purge_refuses_while_a_batch_is_unfinished(batched: Project, tmp_path: Path) -> None:
+    copy = clone(batched, tmp_path / "clone", with_remote=True)
+    assert batched.batch is not None
+    BatchLedger(copy.root).save(ledger.plan(batched.batch, parent_model_version="1"))
+    args = ["purge", "--root", str(copy.root), "--params", str(copy.root / "params.yaml"), "--older-than", "0"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: batch {batched.batch.batch_id} is unfinished (stage planned) and resumes from its parent data "
+        "version: finish it with `mixunlearn run` first; nothing was purged"
+    )
     assert not (copy.root / "data" / "purges").exists()
 
 
@@ -224,3 +286,53 @@ def test_a_purge_whose_commit_failed_is_committed_by_the_next_one(
     assert git(project.root, "rev-parse", "HEAD") != head
     assert git(project.root, "log", "-1", "--format=%s").startswith("data: purge records purges/purge-")
     assert git(project.root, "status", "--porcelain") == ""
+
+
+def test_purge_on_an_s3_remote_deletes_the_old_objects_and_the_current_version_still_pulls(
+    moto_url: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a project whose data versions live in an S3 bucket (a real moto server), as the CLI configures it
+    monkeypatch.setenv("MIXUNLEARN_DVC_REMOTE", f"s3://{s3_bucket}/dvc-store")
+    monkeypatch.setenv("S3_ENDPOINT_URL", moto_url)
+    project = make_project(tmp_path / "project")
+    assert project.batch is not None
+    bucket = ObjectStore(s3_bucket, endpoint_url=moto_url, prefix="dvc-store")
+    old_listing = project.versioning.listing(project.first.md5)
+    assert old_listing is not None
+    old_objects = [old_listing["digits/pool.npz"], project.first.md5]
+    assert all(bucket.exists(object_key(md5)) for md5 in old_objects)
+
+    # when the retention has passed and `mixunlearn purge` runs
+    args = ["purge", "--root", str(project.root), "--params", str(project.root / "params.yaml"), "--older-than", "0"]
+    result = CliRunner().invoke(app, args)
+
+    # then the old version's pool and listing are gone from the bucket and the cache, and only those
+    assert result.exit_code == 0, result.output
+    assert f"purged data version {project.first.git_rev[:12]}" in result.stdout
+    assert not any(bucket.exists(object_key(md5)) for md5 in old_objects)
+    cache = project.root / ".dvc" / "cache"
+    assert not any((cache / object_key(md5)).exists() for md5 in old_objects)
+    (record_path,) = (project.root / "data" / "purges").glob("*.json")
+    deleted = json.loads(record_path.read_text())["deleted"]
+    assert {f"s3://{s3_bucket}/dvc-store/{object_key(md5)}" for md5 in old_objects} <= set(deleted)
+    current = project.versioning.current_md5()
+    assert current is not None
+    current_listing = project.versioning.listing(current)
+    assert current_listing is not None
+    assert all(bucket.exists(object_key(md5)) for md5 in [current, *current_listing.values()])
+    # reading the old version says it was purged, in one line
+    with pytest.raises(DataVersionPurgedError) as caught:
+        project.versioning.read_at("data/digits/pool.npz", project.first.git_rev)
+    assert str(caught.value).startswith(f"data version {project.first.git_rev} was purged on ")
+    assert len(str(caught.value).splitlines()) == 1
+    # and a fresh clone (no cache, no local remote) still pulls the current version from the bucket
+    copy = clone(project, tmp_path / "clone", with_remote=False)
+    stored, created = steps.prepare_data(copy.config, copy.store, copy.versioning)
+    assert not created
+    assert copy.versioning.current_md5() == current
+    assert not set(project.batch.forget_ids) & set(stored.pool.ids.tolist())
+
+
+def object_key(md5: str) -> str:
+    """DVC 3's layout of a remote (dvc/data_cloud.py ``Remote.odb``, dvc_objects/db.py ``oid_to_path``)."""
+    return f"files/md5/{md5[:2]}/{md5[2:]}"
