@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dvc.api
 import yaml
@@ -149,22 +150,33 @@ class DataVersioning:
             if not (self.repo_root / ".dvc").is_dir():
                 with _quiet_dvc():
                     Repo.init(str(self.repo_root)).close()
-            with self._open() as repo, repo.config.edit(level="repo") as config:
-                config["core"]["analytics"] = False
-                config["core"]["check_update"] = False
-                remotes = config["remote"]
+            with self._open() as repo:
+                known = set(repo.config["remote"])  # every level, .dvc/config.local included
                 if self.remote_url is not None:
-                    section = {"url": self._remote_location(self.remote_url)}
-                    if self.endpoint_url is not None:
-                        section["endpointurl"] = self.endpoint_url
-                    remotes[self.remote_name] = section
-                    config["core"]["remote"] = self.remote_name
-                elif self.remote_name not in remotes:
-                    remotes[self.remote_name] = {"url": self._remote_location(DEFAULT_LOCAL_REMOTE)}
-                    self._ignore(f"/{DEFAULT_LOCAL_REMOTE}")
-                config["core"].setdefault("remote", self.remote_name)
+                    self._configure_local_remote(repo)
+                with repo.config.edit(level="repo") as config:
+                    config["core"]["analytics"] = False
+                    config["core"]["check_update"] = False
+                    if self.remote_url is not None:
+                        _forget_shared_remote(config, self.remote_name)
+                    else:
+                        if self.remote_name not in known:
+                            config["remote"][self.remote_name] = {"url": self._remote_location(DEFAULT_LOCAL_REMOTE)}
+                            self._ignore(f"/{DEFAULT_LOCAL_REMOTE}")
+                        config["core"].setdefault("remote", self.remote_name)
         except DvcException as error:
             raise VersioningError(f"cannot initialise DVC in {self.repo_root}: {one_line(error)}") from error
+
+    def _configure_local_remote(self, repo: Repo) -> None:
+        """Write the remote from the environment (URL, endpoint) to ``.dvc/config.local`` and make it the default
+        there: it is this machine's setting, and DVC's own ``.dvc/.gitignore`` keeps that file out of git, so no
+        endpoint ever lands in the committed ``.dvc/config``."""
+        with repo.config.edit(level="local") as config:
+            section = {"url": self._remote_location(self.remote_url or DEFAULT_LOCAL_REMOTE)}
+            if self.endpoint_url is not None:
+                section["endpointurl"] = self.endpoint_url
+            config["remote"][self.remote_name] = section
+            config["core"]["remote"] = self.remote_name
 
     def _remote_location(self, url: str) -> str:
         """Resolve a local remote path against the repository root.
@@ -481,6 +493,17 @@ class DataVersioning:
             return dvc.api.read(path, repo=str(self.repo_root), rev=rev, remote=self.remote_name, mode="rb")
         except (DvcException, OSError) as error:
             raise VersioningError(f"cannot read {path} at {rev}: {one_line(error)}") from error
+
+
+def _forget_shared_remote(config: dict[str, Any], name: str) -> None:
+    """Drop remote ``name`` from the committed config when it holds an endpoint or a cloud URL: an older run wrote
+    the environment's remote there (the default directory remote of clones is kept); the default remote goes with
+    it if it named that remote."""
+    section = config["remote"].get(name)
+    if section is not None and ("endpointurl" in section or re.match(r"\w+://", str(section.get("url", "")))):
+        del config["remote"][name]
+        if config["core"].get("remote") == name:
+            del config["core"]["remote"]
 
 
 @contextmanager
