@@ -108,7 +108,8 @@ def test_snapshot_pushes_to_s3_remote_without_writing_credentials(
     assert f"dvc/files/md5/{md5[:2]}/{md5[2:]}.dir" in keys
     assert len(keys) == 3  # the .dir listing plus two files
     committed = git(git_repo, "show", f"{snap.git_rev}:.dvc/config")
-    assert moto_url not in committed and "s3://" not in committed  # endpoints stay out of git
+    assert moto_url not in committed
+    assert "s3://" not in committed
     local = (git_repo / ".dvc" / "config.local").read_text()
     assert f"endpointurl = {moto_url}" in local
     assert "testing" not in committed + local  # credentials come from the environment only
@@ -171,6 +172,7 @@ def test_endpoint_written_to_committed_config_earlier_moves_to_local_config(
     ).snapshot("v2")
     # then the committed config no longer holds it, the local one does, and the default directory remote stays
     committed = git(git_repo, "show", f"{snap.git_rev}:.dvc/config")
-    assert moto_url not in committed and "s3://" not in committed
-    assert "remote \"local\"" in committed
+    assert moto_url not in committed
+    assert "s3://" not in committed
+    assert 'remote "local"' in committed
     assert f"endpointurl = {moto_url}" in (git_repo / ".dvc" / "config.local").read_text()
