@@ -494,6 +494,40 @@ class DataVersioning:
         except (DvcException, OSError) as error:
             raise VersioningError(f"cannot read {path} at {rev}: {one_line(error)}") from error
 
+    def read_version(self, md5: str, path: str) -> bytes:
+        """Return the bytes of ``path`` (relative to the data directory, e.g. ``digits/pool.npz``) in the data
+        version ``md5`` (the ``<md5>.dir`` hash a ``.dvc`` file records), from the DVC cache or else the remote.
+
+        It reads by content alone, so a worker on another machine, with neither this repository's git history nor
+        its ``data/``, reads the version its caller names from the shared (S3) remote.
+
+        Raises:
+            DataVersionPurgedError: If that version was purged (as far as this checkout's purge records know).
+            VersioningError: If the version or the file is in neither the cache nor the remote.
+        """
+        self._raise_if_purged(md5, md5)
+        self.ensure_initialised()  # a fresh clone: the remote from the environment, in .dvc/config.local
+        try:
+            with self._open() as repo:
+                stores = [repo.cache.local, repo.cloud.get_remote_odb(self.remote_name, "read_version")]
+
+                def read(oid: str) -> bytes:
+                    for store in stores:
+                        location = store.oid_to_path(oid)
+                        if store.fs.exists(location):
+                            return bytes(store.fs.cat_file(location))
+                    raise VersioningError(
+                        f"data version {md5}: object {oid} is in neither the DVC cache nor the remote "
+                        f"{self.remote_name!r} ({self.remote_description()})"
+                    )
+
+                listing = {str(entry["relpath"]): str(entry["md5"]) for entry in json.loads(read(md5))}
+                if path not in listing:
+                    raise VersioningError(f"data version {md5} holds no {path}")
+                return read(listing[path])
+        except (DvcException, OSError, ValueError, KeyError, TypeError) as error:
+            raise VersioningError(f"cannot read {path} of data version {md5}: {one_line(error)}") from error
+
 
 def _forget_shared_remote(config: dict[str, Any], name: str) -> None:
     """Drop remote ``name`` from the committed config when it holds an endpoint or a cloud URL: an older run wrote

@@ -176,3 +176,24 @@ def test_endpoint_written_to_committed_config_earlier_moves_to_local_config(
     assert "s3://" not in committed
     assert 'remote "local"' in committed
     assert f"endpointurl = {moto_url}" in (git_repo / ".dvc" / "config.local").read_text()
+
+
+def test_read_version_reads_by_content_from_s3_in_a_repository_without_history(
+    git_repo: Path, git: Git, tmp_path: Path, moto_url: str, s3_bucket: str
+) -> None:
+    # given a data version pushed to the S3 remote, then changed locally
+    remote = {"remote_name": "s3", "remote_url": f"s3://{s3_bucket}/dvc", "endpoint_url": moto_url}
+    old_bytes = _write_data(git_repo, [5, 3, 5])
+    snap = DataVersioning(git_repo, **remote).snapshot("v1")
+    _write_data(git_repo, [0])
+    # when a worker's repository with no commits, no data and no cache reads that version by its md5
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    git(worker, "init", "-q", "-b", "main")
+    reader = DataVersioning(worker, **remote)
+    # then it gets the old bytes from S3, and a file the version lacks is one clear error
+    assert reader.read_version(snap.md5, "raw/labels.npy") == old_bytes
+    with pytest.raises(VersioningError, match=r"holds no raw/missing\.npy"):
+        reader.read_version(snap.md5, "raw/missing.npy")
+    with pytest.raises(VersioningError, match="neither the DVC cache nor the remote"):
+        reader.read_version("0" * 32 + ".dir", "raw/labels.npy")
