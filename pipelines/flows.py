@@ -21,6 +21,7 @@ from components.stages import steps
 from components.stages.certify import certification_metrics
 from pipelines import tasks
 from pipelines.concurrency import model_slot
+from pipelines.unlearn import unlearn_step
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             state = tasks.record_stage(
                 env, state, "snapshotted", data_md5=snapshot_after.md5, git_rev=snapshot_after.git_rev
             )
-        result = tasks.unlearn(context, env, original, batch, batch_data)  # rerun on resume: it is cheap
+        # rerun on resume: it is cheap; on the GPU work pool when MIXUNLEARN_GPU_DEPLOYMENT names a deployment
+        result = unlearn_step(context, env, original, original_ref, batch, batch_data)
         state = tasks.record_stage(env, state, "unlearned")
         mode = config.verify.mode
         certification = None

@@ -2,7 +2,8 @@
 
 Endpoints and credentials come from the environment only: ``MLFLOW_TRACKING_URI`` (default: SQLite under
 ``mlflow/``), ``MIXUNLEARN_DVC_REMOTE`` (default: the local directory ``.dvc-remote``; ``s3://bucket/prefix`` for
-S3), ``S3_ENDPOINT_URL`` (e.g. a MinIO or moto endpoint) and the standard ``AWS_*`` credential variables.
+S3), ``S3_ENDPOINT_URL`` (e.g. a MinIO or moto endpoint), ``MIXUNLEARN_GPU_DEPLOYMENT`` (the Prefect deployment that
+unlearns on the GPU work pool; default: unlearn in-process) and the standard ``AWS_*`` credential variables.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Endpoints(BaseSettings):
     tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     dvc_remote: str | None = Field(None, validation_alias="MIXUNLEARN_DVC_REMOTE")
     s3_endpoint_url: str | None = Field(None, validation_alias="S3_ENDPOINT_URL")
+    # `<flow>/<deployment>` on the GPU work pool that unlearns a batch (pipelines/unlearn.py); unset: in-process
+    gpu_deployment: str | None = Field(None, validation_alias="MIXUNLEARN_GPU_DEPLOYMENT")
 
 
 @dataclass(frozen=True)

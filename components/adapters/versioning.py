@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dvc.api
 import yaml
@@ -150,22 +151,33 @@ class DataVersioning:
             if not (self.repo_root / ".dvc").is_dir():
                 with _quiet_dvc():
                     Repo.init(str(self.repo_root)).close()
-            with self._open() as repo, repo.config.edit(level="repo") as config:
-                config["core"]["analytics"] = False
-                config["core"]["check_update"] = False
-                remotes = config["remote"]
+            with self._open() as repo:
+                known = set(repo.config["remote"])  # every level, .dvc/config.local included
                 if self.remote_url is not None:
-                    section = {"url": self._remote_location(self.remote_url)}
-                    if self.endpoint_url is not None:
-                        section["endpointurl"] = self.endpoint_url
-                    remotes[self.remote_name] = section
-                    config["core"]["remote"] = self.remote_name
-                elif self.remote_name not in remotes:
-                    remotes[self.remote_name] = {"url": self._remote_location(DEFAULT_LOCAL_REMOTE)}
-                    self._ignore(f"/{DEFAULT_LOCAL_REMOTE}")
-                config["core"].setdefault("remote", self.remote_name)
+                    self._configure_local_remote(repo)
+                with repo.config.edit(level="repo") as config:
+                    config["core"]["analytics"] = False
+                    config["core"]["check_update"] = False
+                    if self.remote_url is not None:
+                        _forget_shared_remote(config, self.remote_name)
+                    else:
+                        if self.remote_name not in known:
+                            config["remote"][self.remote_name] = {"url": self._remote_location(DEFAULT_LOCAL_REMOTE)}
+                            self._ignore(f"/{DEFAULT_LOCAL_REMOTE}")
+                        config["core"].setdefault("remote", self.remote_name)
         except DvcException as error:
             raise VersioningError(f"cannot initialise DVC in {self.repo_root}: {one_line(error)}") from error
+
+    def _configure_local_remote(self, repo: Repo) -> None:
+        """Write the remote from the environment (URL, endpoint) to ``.dvc/config.local`` and make it the default
+        there: it is this machine's setting, and DVC's own ``.dvc/.gitignore`` keeps that file out of git, so no
+        endpoint ever lands in the committed ``.dvc/config``."""
+        with repo.config.edit(level="local") as config:
+            section = {"url": self._remote_location(self.remote_url or DEFAULT_LOCAL_REMOTE)}
+            if self.endpoint_url is not None:
+                section["endpointurl"] = self.endpoint_url
+            config["remote"][self.remote_name] = section
+            config["core"]["remote"] = self.remote_name
 
     def _remote_location(self, url: str) -> str:
         """Resolve a local remote path against the repository root.
@@ -491,6 +503,51 @@ class DataVersioning:
             return dvc.api.read(path, repo=str(self.repo_root), rev=rev, remote=self.remote_name, mode="rb")
         except (DvcException, OSError) as error:
             raise VersioningError(f"cannot read {path} at {rev}: {one_line(error)}") from error
+
+    def read_version(self, md5: str, path: str) -> bytes:
+        """Return the bytes of ``path`` (relative to the data directory, e.g. ``digits/pool.npz``) in the data
+        version ``md5`` (the ``<md5>.dir`` hash a ``.dvc`` file records), from the DVC cache or else the remote.
+
+        It reads by content alone, so a worker on another machine, with neither this repository's git history nor
+        its ``data/``, reads the version its caller names from the shared (S3) remote.
+
+        Raises:
+            DataVersionPurgedError: If that version was purged (as far as this checkout's purge records know).
+            VersioningError: If the version or the file is in neither the cache nor the remote.
+        """
+        self._raise_if_purged(md5, md5)
+        self.ensure_initialised()  # a fresh clone: the remote from the environment, in .dvc/config.local
+        try:
+            with self._open() as repo:
+                stores = [repo.cache.local, repo.cloud.get_remote_odb(self.remote_name, "read_version")]
+
+                def read(oid: str) -> bytes:
+                    for store in stores:
+                        location = store.oid_to_path(oid)
+                        if store.fs.exists(location):
+                            return bytes(store.fs.cat_file(location))
+                    raise VersioningError(
+                        f"data version {md5}: object {oid} is in neither the DVC cache nor the remote "
+                        f"{self.remote_name!r} ({self.remote_description()})"
+                    )
+
+                listing = {str(entry["relpath"]): str(entry["md5"]) for entry in json.loads(read(md5))}
+                if path not in listing:
+                    raise VersioningError(f"data version {md5} holds no {path}")
+                return read(listing[path])
+        except (DvcException, OSError, ValueError, KeyError, TypeError) as error:
+            raise VersioningError(f"cannot read {path} of data version {md5}: {one_line(error)}") from error
+
+
+def _forget_shared_remote(config: dict[str, Any], name: str) -> None:
+    """Drop remote ``name`` from the committed config when it holds an endpoint or a cloud URL: an older run wrote
+    the environment's remote there (the default directory remote of clones is kept); the default remote goes with
+    it if it named that remote."""
+    section = config["remote"].get(name)
+    if section is not None and ("endpointurl" in section or re.match(r"\w+://", str(section.get("url", "")))):
+        del config["remote"][name]
+        if config["core"].get("remote") == name:
+            del config["core"]["remote"]
 
 
 @contextmanager

@@ -97,7 +97,7 @@ def test_restore_pulls_an_old_version_from_the_remote(git_repo: Path) -> None:
 
 
 def test_snapshot_pushes_to_s3_remote_without_writing_credentials(
-    git_repo: Path, moto_url: str, s3_bucket: str
+    git_repo: Path, git: Git, moto_url: str, s3_bucket: str
 ) -> None:
     versioning = DataVersioning(git_repo, remote_name="s3", remote_url=f"s3://{s3_bucket}/dvc", endpoint_url=moto_url)
     old_bytes = _write_data(git_repo, [3, 1, 4])
@@ -107,10 +107,13 @@ def test_snapshot_pushes_to_s3_remote_without_writing_credentials(
     md5 = snap.md5.removesuffix(".dir")
     assert f"dvc/files/md5/{md5[:2]}/{md5[2:]}.dir" in keys
     assert len(keys) == 3  # the .dir listing plus two files
-    config = (git_repo / ".dvc" / "config").read_text()
-    assert f"endpointurl = {moto_url}" in config
-    assert "testing" not in config
-    assert not (git_repo / ".dvc" / "config.local").exists()
+    committed = git(git_repo, "show", f"{snap.git_rev}:.dvc/config")
+    assert moto_url not in committed
+    assert "s3://" not in committed
+    local = (git_repo / ".dvc" / "config.local").read_text()
+    assert f"endpointurl = {moto_url}" in local
+    assert "testing" not in committed + local  # credentials come from the environment only
+    assert "config.local" in git(git_repo, "check-ignore", ".dvc/config.local")
 
     shutil.rmtree(git_repo / ".dvc" / "cache")  # the old version must now come from S3
     _write_data(git_repo, [9])
@@ -148,3 +151,49 @@ def test_refuses_a_folder_that_is_not_a_git_root(tmp_path: Path, git_repo: Path)
         DataVersioning(git_repo).snapshot("no data yet")
     with pytest.raises(VersioningError, match="needs an s3:// remote_url"):
         DataVersioning(git_repo, endpoint_url="http://127.0.0.1:1")
+
+
+def test_endpoint_written_to_committed_config_earlier_moves_to_local_config(
+    git_repo: Path, git: Git, moto_url: str, s3_bucket: str
+) -> None:
+    # given a committed .dvc/config that still names an S3 remote and its endpoint (as earlier versions wrote it)
+    _write_data(git_repo, [2, 7])
+    DataVersioning(git_repo).snapshot("data: initial")
+    config = git_repo / ".dvc" / "config"
+    config.write_text(
+        config.read_text().replace("remote = local", "remote = s3")
+        + f"['remote \"s3\"']\n    url = s3://{s3_bucket}/dvc\n    endpointurl = {moto_url}\n"
+    )
+    git(git_repo, "commit", "-q", "-am", "old config with an endpoint")
+    # when the next snapshot runs with the remote from the environment
+    _write_data(git_repo, [1, 8])
+    snap = DataVersioning(
+        git_repo, remote_name="s3", remote_url=f"s3://{s3_bucket}/dvc", endpoint_url=moto_url
+    ).snapshot("v2")
+    # then the committed config no longer holds it, the local one does, and the default directory remote stays
+    committed = git(git_repo, "show", f"{snap.git_rev}:.dvc/config")
+    assert moto_url not in committed
+    assert "s3://" not in committed
+    assert 'remote "local"' in committed
+    assert f"endpointurl = {moto_url}" in (git_repo / ".dvc" / "config.local").read_text()
+
+
+def test_read_version_reads_by_content_from_s3_in_a_repository_without_history(
+    git_repo: Path, git: Git, tmp_path: Path, moto_url: str, s3_bucket: str
+) -> None:
+    # given a data version pushed to the S3 remote, then changed locally
+    remote = {"remote_name": "s3", "remote_url": f"s3://{s3_bucket}/dvc", "endpoint_url": moto_url}
+    old_bytes = _write_data(git_repo, [5, 3, 5])
+    snap = DataVersioning(git_repo, **remote).snapshot("v1")
+    _write_data(git_repo, [0])
+    # when a worker's repository with no commits, no data and no cache reads that version by its md5
+    worker = tmp_path / "worker"
+    worker.mkdir()
+    git(worker, "init", "-q", "-b", "main")
+    reader = DataVersioning(worker, **remote)
+    # then it gets the old bytes from S3, and a file the version lacks is one clear error
+    assert reader.read_version(snap.md5, "raw/labels.npy") == old_bytes
+    with pytest.raises(VersioningError, match=r"holds no raw/missing\.npy"):
+        reader.read_version(snap.md5, "raw/missing.npy")
+    with pytest.raises(VersioningError, match="neither the DVC cache nor the remote"):
+        reader.read_version("0" * 32 + ".dir", "raw/labels.npy")
