@@ -154,17 +154,30 @@ class DataVersioning:
                 config["core"]["check_update"] = False
                 remotes = config["remote"]
                 if self.remote_url is not None:
-                    section = {"url": self._remote_location(self.remote_url)}
-                    if self.endpoint_url is not None:
-                        section["endpointurl"] = self.endpoint_url
-                    remotes[self.remote_name] = section
+                    # the endpoint is this machine's business: never in the committed config (below, config.local)
+                    remotes[self.remote_name] = {"url": self._remote_location(self.remote_url)}
                     config["core"]["remote"] = self.remote_name
                 elif self.remote_name not in remotes:
                     remotes[self.remote_name] = {"url": self._remote_location(DEFAULT_LOCAL_REMOTE)}
                     self._ignore(f"/{DEFAULT_LOCAL_REMOTE}")
                 config["core"].setdefault("remote", self.remote_name)
+            if self.remote_url is not None:
+                self._write_local_endpoint()
         except DvcException as error:
             raise VersioningError(f"cannot initialise DVC in {self.repo_root}: {one_line(error)}") from error
+
+    def _write_local_endpoint(self) -> None:
+        """Keep the remote's endpoint in the git-ignored ``.dvc/config.local`` (set, or dropped when there is none):
+        a committed endpoint would send every clone to this machine's S3 server."""
+        with self._open() as repo, repo.config.edit(level="local") as local:
+            section = dict(local["remote"].get(self.remote_name, {}))
+            section.pop("endpointurl", None)
+            if self.endpoint_url is not None:
+                section["endpointurl"] = self.endpoint_url
+            if section:
+                local["remote"][self.remote_name] = section
+            else:
+                local["remote"].pop(self.remote_name, None)
 
     def _remote_location(self, url: str) -> str:
         """Resolve a local remote path against the repository root.
@@ -215,7 +228,10 @@ class DataVersioning:
         data_path = self.repo_root / self.data_dir
         if not data_path.is_dir() or not any(data_path.iterdir()):
             raise VersioningError(f"cannot snapshot {self.data_dir}/: missing or empty")
-        saved = {p: _read_or_none(self.repo_root / p) for p in (self.dvc_file, ".gitignore", ".dvc/config")}
+        saved = {
+            p: _read_or_none(self.repo_root / p)
+            for p in (self.dvc_file, ".gitignore", ".dvc/config", ".dvc/config.local")
+        }
         if saved[".dvc/config"] is None:
             del saved[".dvc/config"]  # a fresh `dvc init` is kept even if the snapshot fails
         candidates = [self.dvc_file, ".gitignore", *_DVC_SETUP_FILES]

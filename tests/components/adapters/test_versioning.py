@@ -97,7 +97,7 @@ def test_restore_pulls_an_old_version_from_the_remote(git_repo: Path) -> None:
 
 
 def test_snapshot_pushes_to_s3_remote_without_writing_credentials(
-    git_repo: Path, moto_url: str, s3_bucket: str
+    git_repo: Path, git: Git, moto_url: str, s3_bucket: str
 ) -> None:
     versioning = DataVersioning(git_repo, remote_name="s3", remote_url=f"s3://{s3_bucket}/dvc", endpoint_url=moto_url)
     old_bytes = _write_data(git_repo, [3, 1, 4])
@@ -108,9 +108,11 @@ def test_snapshot_pushes_to_s3_remote_without_writing_credentials(
     assert f"dvc/files/md5/{md5[:2]}/{md5[2:]}.dir" in keys
     assert len(keys) == 3  # the .dir listing plus two files
     config = (git_repo / ".dvc" / "config").read_text()
-    assert f"endpointurl = {moto_url}" in config
-    assert "testing" not in config
-    assert not (git_repo / ".dvc" / "config.local").exists()
+    local = (git_repo / ".dvc" / "config.local").read_text()
+    assert "endpointurl" not in config  # the committed config names no machine's endpoint
+    assert f"endpointurl = {moto_url}" in local  # git-ignored by DVC's .dvc/.gitignore
+    assert "testing" not in config + local  # credentials stay in the environment
+    assert "config.local" not in git(git_repo, "ls-files", ".dvc")
 
     shutil.rmtree(git_repo / ".dvc" / "cache")  # the old version must now come from S3
     _write_data(git_repo, [9])
