@@ -469,6 +469,12 @@ class DataVersioning:
                 f"{entry['record']} keep the audit trail"
             )
 
+    def last_change(self) -> tuple[str, str] | None:
+        """The commit that last changed the ``.dvc`` file at ``HEAD`` and its subject, or None when there is none."""
+        shown = self._git("log", "-1", "--format=%H%x1f%s", "--", self.dvc_file, check=False)
+        commit, _, subject = shown.stdout.strip().partition("\x1f")
+        return (commit, subject) if shown.returncode == 0 and commit else None
+
     def md5_at(self, rev: str) -> str | None:
         """The md5 the ``.dvc`` file records at git revision ``rev``, or ``None`` when the revision or the file at
         it does not exist (a rewritten history, a wrong revision tag)."""
