@@ -45,9 +45,9 @@ def ensure_gpu_limit(limit: int = 1) -> None:
 def build_deployments(
     config: PipelineConfig, root: Path, cron: str, audit_cron: str | None = None
 ) -> list[RunnerDeployment]:
-    """The deletion flow on ``cron`` and on request events, and the Retrain audit on ``audit_cron`` (default
-    ``audit.cron``) and on the audit-due event a deletion batch emits after ``audit.every_batches`` unaudited
-    batches. The audit is its own deployment, so it never blocks a batch."""
+    """The deletion flow on ``cron``, on request events and on the trigger watcher's batch-due events, and the
+    Retrain audit on ``audit_cron`` (default ``audit.cron``) and on the audit-due event a deletion batch emits after
+    ``audit.every_batches`` unaudited batches. The audit is its own deployment, so it never blocks a batch."""
     parameters = {"config": config.model_dump(), "root": str(root)}
     dataset_resource = {"prefect.resource.id": f"mixunlearn.dataset.{config.base.dataset}"}
     return [
@@ -63,19 +63,19 @@ def build_deployments(
             triggers=[DeploymentEventTrigger(expect={REQUEST_EVENT}, match=dataset_resource)],
             description="Deletion batch started by a submitted forget request",
         ),
-        deletion_batch.to_deployment(
-            name=f"{config.base.dataset}-on-change",
-            parameters=parameters,
-            triggers=[DeploymentEventTrigger(expect={BATCH_DUE_EVENT}, match=dataset_resource)],
-            description="Deletion batch started by the trigger watcher: S3-queued requests or a data change, "
-            "coalesced (pipelines/triggers.py)",
-        ),
         retrain_audit.to_deployment(
             name=f"{config.base.dataset}-retrain-audit",
             cron=audit_cron or config.audit.cron,
             parameters=parameters,
             triggers=[DeploymentEventTrigger(expect={AUDIT_DUE_EVENT}, match=dataset_resource)],
             description="Retrain audit of the serving model, off the deletion path",
+        ),
+        deletion_batch.to_deployment(
+            name=f"{config.base.dataset}-on-change",
+            parameters=parameters,
+            triggers=[DeploymentEventTrigger(expect={BATCH_DUE_EVENT}, match=dataset_resource)],
+            description="Deletion batch started by the trigger watcher: S3-queued requests or a data change, "
+            "coalesced (pipelines/triggers.py)",
         ),
     ]
 

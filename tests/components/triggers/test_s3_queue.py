@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -97,7 +96,7 @@ def test_bad_objects_are_rejected_with_the_admission_reason_and_nothing_is_queue
     assert outcome.state == "rejected"
     assert reason in str(outcome.reason)
     assert "\n" not in str(outcome.reason)
-    assert f"s3://{s3_bucket}/{PREFIX}/{INCOMING}{name}" in str(outcome.reason)  # names the object, as submit names a file
+    assert f"s3://{s3_bucket}/{PREFIX}/{INCOMING}{name}" in str(outcome.reason)  # as submit names the file
     assert queue.reason(name) == outcome.reason
     assert keys(s3_bucket, moto_url) == sorted([REJECTED + name, REJECTED + name + ".reason"])
     assert ObjectStore(s3_bucket, endpoint_url=moto_url, prefix=PREFIX).read(REJECTED + name, 2**20) == body
@@ -166,15 +165,13 @@ def test_two_queues_draining_concurrently_queue_each_request_once(
     assert keys(s3_bucket, moto_url) == sorted(PROCESSED + f"{name}.json" for name in names)
 
 
-def test_a_missing_bucket_or_a_dead_endpoint_is_one_line(moto_url: str, tmp_path: Path) -> None:
+def test_a_missing_bucket_or_a_dead_endpoint_is_one_line(moto_url: str) -> None:
     missing = S3RequestQueue(S3QueueConfig(bucket="no-such-bucket-here"), moto_url, 1024)
     with pytest.raises(StorageError, match="does not exist: create it") as raised:
         missing.check()
     assert "\n" not in str(raised.value)
 
     dead = S3RequestQueue(S3QueueConfig(bucket="any-bucket"), "http://127.0.0.1:9", 1024)
-    with pytest.raises(StorageError, match="cannot reach bucket any-bucket at http://127.0.0.1:9") as raised:
+    with pytest.raises(StorageError, match=r"cannot reach bucket any-bucket at http://127\.0\.0\.1:9") as raised:
         dead.check()
     assert "\n" not in str(raised.value)
-    with pytest.raises(StorageError, match="cannot list"):
-        dead.drain(lambda request, source: True)
