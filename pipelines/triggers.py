@@ -144,8 +144,18 @@ class TriggerWatcher:
         return thread
 
 
+def show_watcher_lines() -> None:
+    """The watcher's lines (requests queued or rejected, failures) on stderr, as Prefect shows its own."""
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def build_watcher(config: PipelineConfig, root: Path, emit: Emit = emit_batch_due) -> TriggerWatcher:
     """The watcher for the project at ``root``, its queue checked (one ``StorageError`` line when unusable)."""
+    show_watcher_lines()
     watcher = TriggerWatcher(config, root.resolve(), emit=emit, queue=open_queue(config))
     watcher.check()
     return watcher
