@@ -151,6 +151,7 @@ def show_watcher_lines() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        logger.propagate = False  # Prefect's root handler would print each line a second time
 
 
 def build_watcher(config: PipelineConfig, root: Path, emit: Emit = emit_batch_due) -> TriggerWatcher:
