@@ -276,10 +276,36 @@ class DataVersioning:
                 f"{where} is {storage_state(disk)} ({one_line(disk)}): make it a writable directory with free space "
                 f"or set MIXUNLEARN_DVC_REMOTE; {after}"
             )
+        missing = self._missing_bucket()
+        if missing is not None:
+            return (
+                f"snapshot of {self.data_dir}/ failed at dvc push to remote {self.remote_name!r} "
+                f"({self.remote_description()}): {missing}; {after}"
+            )
         return (
             f"snapshot of {self.data_dir}/ failed at dvc push to remote {self.remote_name!r} "
             f"({self.remote_description()}): {one_line(error)}: check the remote, its bucket and credentials; {after}"
         )
+
+    def _missing_bucket(self) -> str | None:
+        """For an ``s3://`` remote whose push failed: the one-line reason when its bucket does not exist (checked,
+        never created: a bucket name with a typo must not become a new, empty remote), else None."""
+        url = self.remote_description()
+        if not url.startswith("s3://"):
+            return None
+        from components.adapters.storage import ObjectMissingError, ObjectStore, StorageError
+
+        bucket = url.removeprefix("s3://").split("/", 1)[0]
+        try:
+            ObjectStore(bucket, endpoint_url=self.endpoint_url).check_bucket()
+        except ObjectMissingError:
+            return (
+                f"bucket {bucket} does not exist at {self.endpoint_url or 'AWS'}: create it "
+                "or fix MIXUNLEARN_DVC_REMOTE"
+            )
+        except StorageError:
+            return None
+        return None
 
     def _rollback(self, paths: list[str], saved: dict[str, bytes | None]) -> None:
         """Unstage ``paths`` and put the saved files back as they were before the snapshot."""
