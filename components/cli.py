@@ -795,7 +795,8 @@ def serve(
     params: ParamsOption = DEFAULT_PARAMS,
     override: SetOption = None,
 ) -> None:
-    """Serve the deletion flow (a cron schedule plus a trigger on forget-request events) and the Retrain audit."""
+    """Serve the deletion flow (a cron schedule, a trigger on forget-request events, and the trigger watcher: the S3
+    request queue and data changes, coalesced; params.yaml `triggers`) and the Retrain audit."""
 
     def go() -> None:
         _quiet_prefect()

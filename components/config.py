@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.training import TrainConfig
+from components.triggers.settings import TriggersConfig
 from components.unlearning.base import MethodConfig
 from components.verification.certification import CertificationConfig
 from components.verification.gates import GateConfig
@@ -224,6 +225,7 @@ class PipelineConfig(Section):
     audit: AuditSection = Field(default_factory=AuditSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     bench: BenchSection = Field(default_factory=BenchSection)
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

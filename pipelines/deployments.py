@@ -1,4 +1,5 @@
-"""Deployments: deletion batches on a schedule and on request events, and the Retrain audit on its own schedule.
+"""Deployments: deletion batches on a schedule, on request events and on the trigger watcher's batch-due events
+(S3 queue, data changes: ``pipelines/triggers.py``), and the Retrain audit on its own schedule.
 
 Schedules and triggers live here, never in flow code. GPU work is serialised by a concurrency limit on the
 ``gpu`` tag that the unlearning task carries.
@@ -6,6 +7,7 @@ Schedules and triggers live here, never in flow code. GPU work is serialised by 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from prefect import serve
@@ -17,6 +19,7 @@ from components.config import PipelineConfig
 from pipelines.audit import retrain_audit
 from pipelines.flows import deletion_batch
 from pipelines.tasks import AUDIT_DUE_EVENT
+from pipelines.triggers import BATCH_DUE_EVENT, build_watcher
 
 REQUEST_EVENT = "mixunlearn.forget-request.submitted"
 GPU_TAG = "gpu"
@@ -42,9 +45,9 @@ def ensure_gpu_limit(limit: int = 1) -> None:
 def build_deployments(
     config: PipelineConfig, root: Path, cron: str, audit_cron: str | None = None
 ) -> list[RunnerDeployment]:
-    """The deletion flow on ``cron`` and on request events, and the Retrain audit on ``audit_cron`` (default
-    ``audit.cron``) and on the audit-due event a deletion batch emits after ``audit.every_batches`` unaudited
-    batches. The audit is its own deployment, so it never blocks a batch."""
+    """The deletion flow on ``cron``, on request events and on the trigger watcher's batch-due events, and the
+    Retrain audit on ``audit_cron`` (default ``audit.cron``) and on the audit-due event a deletion batch emits after
+    ``audit.every_batches`` unaudited batches. The audit is its own deployment, so it never blocks a batch."""
     parameters = {"config": config.model_dump(), "root": str(root)}
     dataset_resource = {"prefect.resource.id": f"mixunlearn.dataset.{config.base.dataset}"}
     return [
@@ -67,10 +70,24 @@ def build_deployments(
             triggers=[DeploymentEventTrigger(expect={AUDIT_DUE_EVENT}, match=dataset_resource)],
             description="Retrain audit of the serving model, off the deletion path",
         ),
+        deletion_batch.to_deployment(
+            name=f"{config.base.dataset}-on-change",
+            parameters=parameters,
+            triggers=[DeploymentEventTrigger(expect={BATCH_DUE_EVENT}, match=dataset_resource)],
+            description="Deletion batch started by the trigger watcher: S3-queued requests or a data change, "
+            "coalesced (pipelines/triggers.py)",
+        ),
     ]
 
 
 def serve_deployments(config: PipelineConfig, root: Path, cron: str, audit_cron: str | None = None) -> None:
-    """Serve ``build_deployments`` (blocks until stopped)."""
+    """Serve ``build_deployments`` with the trigger watcher (S3 queue, data changes) beside them; blocks until
+    stopped. An unusable S3 queue (missing bucket, endpoint down) stops it first, with one line."""
+    watcher = build_watcher(config, root)
     ensure_gpu_limit()
-    serve(*build_deployments(config, root, cron, audit_cron))
+    stop = threading.Event()
+    watcher.start(stop)
+    try:
+        serve(*build_deployments(config, root, cron, audit_cron))
+    finally:
+        stop.set()

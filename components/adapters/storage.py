@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import boto3
@@ -19,10 +21,33 @@ from botocore.exceptions import BotoCoreError, ClientError
 from components.adapters.errors import one_line
 
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 
 class StorageError(RuntimeError):
     """An object-store operation that failed; the message is one line for the user."""
+
+
+class ObjectMissingError(StorageError):
+    """The object (or the bucket) does not exist."""
+
+
+class ObjectTooLargeError(StorageError):
+    """The object is larger than the caller reads."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing says about one object: its key (relative to the store's prefix), size, ETag and age."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+def _code(error: ClientError) -> str | None:
+    return error.response.get("Error", {}).get("Code")
 
 
 def _describe(error: Exception) -> str:
@@ -132,3 +157,106 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as error:
             raise StorageError(f"cannot list s3://{self.bucket}/{full}: {_describe(error)}") from error
         return sorted(keys)
+
+    def check_bucket(self) -> None:
+        """Fail with one line when the bucket is missing, not ours, or the endpoint does not answer (never creates
+        it: a queue bucket with a typo should stop the service, not start an empty queue)."""
+        where = f"bucket {self.bucket} at {self.endpoint_url or 'AWS'}"
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in _MISSING_CODES:
+                raise ObjectMissingError(f"{where} does not exist: create it or fix the configured bucket") from None
+            raise StorageError(f"cannot use {where}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageError(f"cannot reach {where}: {_describe(error)} (is S3_ENDPOINT_URL right?)") from None
+
+    def objects(self, prefix: str = "") -> list[ObjectInfo]:
+        """The objects whose key starts with ``prefix`` (relative to the store's prefix), sorted by key."""
+        full = f"{self.prefix}/{prefix.lstrip('/')}" if self.prefix else prefix.lstrip("/")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        found: list[ObjectInfo] = []
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                found.extend(
+                    ObjectInfo(item["Key"][strip:], int(item["Size"]), item["ETag"].strip('"'), item["LastModified"])
+                    for item in page.get("Contents", [])
+                )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError(f"cannot list s3://{self.bucket}/{full}: {_describe(error)}") from None
+        return sorted(found, key=lambda info: info.key)
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        """The object's bytes; an object over ``max_bytes`` is refused (``StorageError``) before its body is read.
+
+        Raises:
+            ObjectMissingError: The object is gone.
+            StorageError: Any other failure, or an object over ``max_bytes``.
+        """
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                raise ObjectMissingError(f"{self.uri(key)} does not exist") from None
+            raise StorageError(f"cannot read {self.uri(key)}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageError(f"cannot read {self.uri(key)}: {_describe(error)}") from None
+        body = response["Body"]
+        try:
+            if int(response.get("ContentLength", 0)) > max_bytes:
+                raise ObjectTooLargeError(
+                    f"{self.uri(key)}: object of {response['ContentLength']} bytes, more than the limit of {max_bytes}"
+                )
+            return body.read(max_bytes + 1)[: max_bytes + 1]
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError(f"cannot read {self.uri(key)}: {_describe(error)}") from None
+        finally:
+            body.close()
+
+    def write(self, key: str, payload: bytes, only_if_absent: bool = False) -> str | None:
+        """Store ``payload`` at ``key`` and return the new object's ETag. With ``only_if_absent`` the write is
+        conditional (``If-None-Match: *``): S3 accepts exactly one of several concurrent writers of a missing key and
+        answers the others 412, for which this returns None."""
+        extra = {"IfNoneMatch": "*"} if only_if_absent else {}
+        try:
+            response = self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=payload, **extra)
+        except ClientError as error:
+            # 409 ConditionalRequestConflict: a concurrent conditional write is in flight; it wins or fails on its own
+            if only_if_absent and _code(error) in _CONDITION_FAILED:
+                return None
+            raise StorageError(f"cannot write {self.uri(key)}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageError(f"cannot write {self.uri(key)}: {_describe(error)}") from None
+        return str(response.get("ETag", "")).strip('"')
+
+    def copy(self, source: str, target: str) -> None:
+        """Server-side copy within the bucket (the bytes never pass through this process).
+
+        Raises:
+            ObjectMissingError: ``source`` is gone.
+        """
+        try:
+            self._client.copy_object(
+                Bucket=self.bucket, Key=self._key(target), CopySource={"Bucket": self.bucket, "Key": self._key(source)}
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                raise ObjectMissingError(f"{self.uri(source)} does not exist") from None
+            raise StorageError(f"cannot copy {self.uri(source)} to {self.uri(target)}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageError(f"cannot copy {self.uri(source)} to {self.uri(target)}: {_describe(error)}") from None
+
+    def delete(self, key: str, if_match: str | None = None) -> bool:
+        """Delete ``key`` (a missing key is no error in S3). With ``if_match`` (an ETag) only that version of the
+        object is deleted (a conditional delete); returns False when the object changed or is gone."""
+        extra = {"IfMatch": if_match} if if_match is not None else {}
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key), **extra)
+        except ClientError as error:
+            if if_match is not None and _code(error) in _CONDITION_FAILED | _MISSING_CODES:
+                return False
+            raise StorageError(f"cannot delete {self.uri(key)}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageError(f"cannot delete {self.uri(key)}: {_describe(error)}") from None
+        return True

@@ -228,7 +228,10 @@ class DataVersioning:
         data_path = self.repo_root / self.data_dir
         if not data_path.is_dir() or not any(data_path.iterdir()):
             raise VersioningError(f"cannot snapshot {self.data_dir}/: missing or empty")
-        saved = {p: _read_or_none(self.repo_root / p) for p in (self.dvc_file, ".gitignore", ".dvc/config")}
+        saved = {
+            p: _read_or_none(self.repo_root / p)
+            for p in (self.dvc_file, ".gitignore", ".dvc/config", ".dvc/config.local")
+        }
         if saved[".dvc/config"] is None:
             del saved[".dvc/config"]  # a fresh `dvc init` is kept even if the snapshot fails
         candidates = [self.dvc_file, ".gitignore", *_DVC_SETUP_FILES]
@@ -273,10 +276,36 @@ class DataVersioning:
                 f"{where} is {storage_state(disk)} ({one_line(disk)}): make it a writable directory with free space "
                 f"or set MIXUNLEARN_DVC_REMOTE; {after}"
             )
+        missing = self._missing_bucket()
+        if missing is not None:
+            return (
+                f"snapshot of {self.data_dir}/ failed at dvc push to remote {self.remote_name!r} "
+                f"({self.remote_description()}): {missing}; {after}"
+            )
         return (
             f"snapshot of {self.data_dir}/ failed at dvc push to remote {self.remote_name!r} "
             f"({self.remote_description()}): {one_line(error)}: check the remote, its bucket and credentials; {after}"
         )
+
+    def _missing_bucket(self) -> str | None:
+        """For an ``s3://`` remote whose push failed: the one-line reason when its bucket does not exist (checked,
+        never created: a bucket name with a typo must not become a new, empty remote), else None."""
+        url = self.remote_description()
+        if not url.startswith("s3://"):
+            return None
+        from components.adapters.storage import ObjectMissingError, ObjectStore, StorageError
+
+        bucket = url.removeprefix("s3://").split("/", 1)[0]
+        try:
+            ObjectStore(bucket, endpoint_url=self.endpoint_url).check_bucket()
+        except ObjectMissingError:
+            return (
+                f"bucket {bucket} does not exist at {self.endpoint_url or 'AWS'}: create it "
+                "or fix MIXUNLEARN_DVC_REMOTE"
+            )
+        except StorageError:
+            return None
+        return None
 
     def _rollback(self, paths: list[str], saved: dict[str, bytes | None]) -> None:
         """Unstage ``paths`` and put the saved files back as they were before the snapshot."""
@@ -474,6 +503,12 @@ class DataVersioning:
                 f"cache and remote; the batch records and the purge record {self.data_dir}/{PURGES_DIR}/"
                 f"{entry['record']} keep the audit trail"
             )
+
+    def last_change(self) -> tuple[str, str] | None:
+        """The commit that last changed the ``.dvc`` file at ``HEAD`` and its subject, or None when there is none."""
+        shown = self._git("log", "-1", "--format=%H%x1f%s", "--", self.dvc_file, check=False)
+        commit, _, subject = shown.stdout.strip().partition("\x1f")
+        return (commit, subject) if shown.returncode == 0 and commit else None
 
     def md5_at(self, rev: str) -> str | None:
         """The md5 the ``.dvc`` file records at git revision ``rev``, or ``None`` when the revision or the file at

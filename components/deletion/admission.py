@@ -222,7 +222,7 @@ def admit(
     store: DataStore,
     request: ForgetRequest,
     limits: AdmissionLimits,
-    source: Path,
+    source: Path | str,
     now: datetime | None = None,
     datasets: Collection[str] | None = None,
 ) -> None:

@@ -94,13 +94,17 @@ class ForgetRequest(BaseModel):
     def load(cls, path: Path, max_bytes: int = AdmissionLimits().max_file_bytes) -> ForgetRequest:
         """Read and validate a request file; every problem (missing, a directory, unreadable, over ``max_bytes``,
         not UTF-8, not JSON, a schema error) is one ``DataError`` line naming the file."""
-        text = read_request_text(path, max_bytes)
+        return cls.parse(read_request_text(path, max_bytes), path)
+
+    @classmethod
+    def parse(cls, text: str, source: Path | str) -> ForgetRequest:
+        """Validate a request document; a schema error is one ``DataError`` line naming ``source``."""
         try:
             return cls.model_validate_json(text)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "document"
-            raise DataError(f"forget request {path}: {where}: {first['msg']}") from None
+            raise DataError(f"forget request {source}: {where}: {first['msg']}") from None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -250,27 +254,43 @@ class DataStore:
         """
         limits = limits or AdmissionLimits()
         request = ForgetRequest.load(request_file, limits.max_file_bytes)
+        return request, self.check_request(request, request_file, limits, now)
+
+    def check_request(
+        self, request: ForgetRequest, source: Path | str, limits: AdmissionLimits, now: datetime | None = None
+    ) -> bool:
+        """``check_submission`` for a parsed request from ``source`` (a file or, e.g., an S3 object's URI): False
+        when the same request is already known, True when it would be queued; else one ``DataError`` line."""
         known = self.known_request(request.request_id)
         if known is not None:
             state, stored = known
             if stored == request:
-                return request, False
+                return False
             raise DataError(
-                f"forget request {request_file}: request_id: {request.request_id} is already {state} with "
+                f"forget request {source}: request_id: {request.request_id} is already {state} with "
                 "different content; submit the change under a new request_id"
             )
-        admit(self, request, limits, request_file, now=now)
-        return request, True
+        admit(self, request, limits, source, now=now)
+        return True
+
+    def submit_request(
+        self, request: ForgetRequest, source: Path | str, limits: AdmissionLimits, now: datetime | None = None
+    ) -> bool:
+        """``submit`` for a parsed request (read from ``source`` elsewhere, e.g. an S3 queue): the same checks and
+        the same write; returns False when that request was already known."""
+        new = self.check_request(request, source, limits, now)
+        if new:
+            write_json(self.pending_dir / f"{request.request_id}.json", request.model_dump(mode="json"))
+        return new
 
     def submit(
         self, request_file: Path, limits: AdmissionLimits | None = None, now: datetime | None = None
     ) -> tuple[ForgetRequest, bool]:
         """Queue a request file after admission control; returns (request, False) when that same request was
         already queued, honoured or rejected. Nothing is written when it raises (see ``check_submission``)."""
-        request, new = self.check_submission(request_file, limits, now)
-        if new:
-            write_json(self.pending_dir / f"{request.request_id}.json", request.model_dump(mode="json"))
-        return request, new
+        limits = limits or AdmissionLimits()
+        request = ForgetRequest.load(request_file, limits.max_file_bytes)
+        return request, self.submit_request(request, request_file, limits, now)
 
     @property
     def rejected_dir(self) -> Path:

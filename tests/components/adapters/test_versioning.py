@@ -132,8 +132,10 @@ def test_failed_push_commits_nothing_and_restores_files(
         git_repo, remote_name="broken", remote_url=f"s3://{s3_bucket}-missing/dvc", endpoint_url=moto_url
     )
     _write_data(git_repo, [1, 2, 3])
-    with pytest.raises(VersioningError, match="failed at dvc push to remote 'broken'"):
+    with pytest.raises(VersioningError, match="failed at dvc push to remote 'broken'") as raised:
         broken.snapshot("data: should not land")
+    assert f"bucket {s3_bucket}-missing does not exist at {moto_url}: create it" in str(raised.value)
+    assert "\n" not in str(raised.value)
 
     assert git(git_repo, "rev-parse", "HEAD") == good.git_rev
     assert (git_repo / "data.dvc").read_text() == dvc_before
