@@ -188,11 +188,9 @@ def _pixel_columns(images: np.ndarray | Sequence[np.ndarray]) -> dict[str, Any]:
     }
 
 
-def project_dir(root: Path | None = None) -> Path:
-    """The GX project the contracts load: ``<root>/gx`` when it holds one (a project of the user's own, as a
-    ``params.yaml`` in the working directory wins), else the packaged copy (the checkout's ``gx/`` in a source tree)."""
-    if root is not None and (root / GX_DIR / "great_expectations.yml").is_file():
-        return root / GX_DIR
+def project_dir() -> Path:
+    """The GX project the contracts load: the checkout's ``gx/`` in a source tree or an editable install, the packaged
+    copy (``components/defaults/gx``) in an installed wheel."""
     packaged = default_file(GX_DIR)
     if packaged is None or not (packaged / "great_expectations.yml").is_file():
         raise FileNotFoundError(f"the GX project {GX_DIR}/ is missing from this install (great_expectations.yml)")
