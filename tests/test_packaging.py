@@ -154,6 +154,19 @@ def test_the_wheel_ships_the_packages_and_default_files(tmp_path: Path) -> None:
     assert not any(name.startswith(("mlflow/", "tests/")) for name in names)
     assert "Requires-Dist: prefect==3.9.1" in metadata
     assert "Requires-Dist: torch" not in metadata
+    # and, unpacked outside the checkout, the contracts load the packaged GX project and keep results elsewhere
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "from pathlib import Path\n"
+        "from components.adapters.expectations import project_dir, validate_forget_request\n"
+        "report = validate_forget_request(['a'], ['a', 'b'], [], 1.0, 2, outputs=Path('out'), run_name='r')\n"
+        "print(project_dir(), report.success, report.docs_page.is_file())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.split() == [str(site / "components" / "defaults" / "gx"), "True", "True"]
 
 
 @pytest.mark.slow
