@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import great_expectations as gx
 import numpy as np
@@ -295,7 +296,6 @@ def _run(
             expectation.id: {key: value["$PARAMETER"] for key, value in _parameters(expectation).items()}
             for expectation in definition.suite.expectations
         }
-        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
         batch, values = {"dataframe": frame}, dict(parameters)
         if outputs is None:
             result = definition.run(
@@ -303,6 +303,7 @@ def _run(
             )
             key = None
         else:
+            run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
             outcome = checkpoint.run(batch_parameters=batch, expectation_parameters=values, run_id=run_id)
             ((key, result),) = outcome.run_results.items()
         failures = [
@@ -336,9 +337,10 @@ def _result_file(outputs: Path, key: tuple[str, ...]) -> Path:
 
 
 def _docs_page(context: Any, key: Any) -> Path | None:
+    """The Data Docs page of the result ``key`` (GX gives a ``file://`` URL with the key's part escaped)."""
     urls = context.get_docs_sites_urls(resource_identifier=key, site_name=SITE)
     url = urls[0]["site_url"] if urls else None
-    return Path(url.removeprefix("file://")) if url and url.startswith("file://") else None
+    return Path(unquote(url.removeprefix("file://"))) if url and url.startswith("file://") else None
 
 
 def _describe(item: Any, described: Mapping[str, str]) -> str:
