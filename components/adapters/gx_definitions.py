@@ -29,7 +29,8 @@ DATASOURCE = "mixunlearn"
 OUTPUTS_VARIABLE = "mixunlearn_gx_outputs"
 DEFAULT_OUTPUTS = "../artifacts/gx"  # relative to the project folder: <checkout>/artifacts/gx
 SITE = "local_site"
-INDEX_LIMIT = 100  # the Data Docs index lists the newest results only: every build reads each one it lists
+VIEWS = "components.adapters.gx_views"
+INDEX_LIMIT = 30  # the Data Docs index lists the newest results only: each build reads every result it lists
 DEFINITION_FILES = ("great_expectations.yml", "config_variables.yml", "expectations", "validation_definitions",
                     "checkpoints")  # fmt: skip
 
@@ -124,9 +125,22 @@ data_docs_sites:
     store_backend:
       class_name: TupleFilesystemStoreBackend
       base_directory: ${{{OUTPUTS_VARIABLE}}}/data_docs/
+    # GX's page views with compiled templates kept for the process (components/adapters/gx_views.py)
+    site_section_builders:
+      expectations:
+        view:
+          module_name: {VIEWS}
+          class_name: CachedJinjaPageView
+      validations:
+        view:
+          module_name: {VIEWS}
+          class_name: CachedJinjaPageView
     site_index_builder:
       class_name: DefaultSiteIndexBuilder
       validation_results_limit: {INDEX_LIMIT}
+      view:
+        module_name: {VIEWS}
+        class_name: CachedJinjaIndexPageView
 """
 
 

@@ -140,3 +140,21 @@ def test_a_missing_project_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setattr(expectations, "default_file", lambda name: None)
     with pytest.raises(FileNotFoundError, match=r"^the GX project gx/ is missing from this install"):
         validate_forget_request(KNOWN[:1], KNOWN, [], 0.05, 100)
+
+
+def test_data_docs_builds_reuse_the_compiled_templates(tmp_path: Path) -> None:
+    # given: a cold cache
+    from components.adapters import gx_views
+
+    gx_views.CACHE.clear()
+    # when: two checkpoint runs build Data Docs in this process
+    first = validate_forget_request(["digits/test/99999"], KNOWN, [], 0.05, 100, outputs=tmp_path, run_name="a")
+    compiled = dict(gx_views.CACHE._compiled)
+    second = validate_forget_request(["digits/test/99998"], KNOWN, [], 0.05, 100, outputs=tmp_path, run_name="b")
+    # then: the first compiled the page templates, the second compiled nothing new, and both pages show their IDs
+    assert len(compiled) > 10
+    assert gx_views.CACHE._compiled == compiled
+    assert first.docs_page is not None
+    assert second.docs_page is not None
+    assert "digits/test/99999" in first.docs_page.read_text()
+    assert "digits/test/99998" in second.docs_page.read_text()
