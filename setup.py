@@ -1,9 +1,10 @@
 """Build step of the distribution (the metadata lives in pyproject.toml): copy the default files into the wheel.
 
-``params.yaml``, ``tuned.yaml``, ``grids.yaml`` and ``examples/`` are edited at the repository root (DVC, the tests and
-the docs read them there). A wheel carries copies under ``components/defaults/`` so that an installed ``mixunlearn``
-finds them outside the checkout (``components/packaged.py``). An editable install copies nothing: it reads the
-checkout's root. MANIFEST.in puts the same files into the sdist, so a wheel built from the sdist has them too.
+``params.yaml``, ``tuned.yaml``, ``grids.yaml``, ``examples/`` and ``gx/`` (the GX project) are edited at the
+repository root (DVC, the tests and the docs read them there). A wheel carries copies under ``components/defaults/``
+so that an installed ``mixunlearn`` finds them outside the checkout (``components/packaged.py``). An editable
+install copies nothing: it reads the checkout's root. MANIFEST.in puts the same files into the sdist, so a wheel
+built from the sdist has them too.
 """
 
 import shutil
@@ -13,7 +14,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_FILES = ("params.yaml", "tuned.yaml", "grids.yaml", "examples")  # as components/packaged.py
+DEFAULT_FILES = ("params.yaml", "tuned.yaml", "grids.yaml", "examples", "gx")  # as components/packaged.py
 
 
 class BuildPyWithDefaults(build_py):

@@ -1,4 +1,5 @@
-"""The default files shipped with the distribution: ``params.yaml``, ``tuned.yaml``, ``grids.yaml`` and ``examples/``.
+"""The default files shipped with the distribution: ``params.yaml``, ``tuned.yaml``, ``grids.yaml``, ``examples/`` and
+the GX project ``gx/`` (the data contracts' suites and checkpoints).
 
 They are edited at the repository root. An installed wheel carries copies under ``components/defaults/`` (setup.py's
 build step puts them there); a source checkout or an editable install (``pip install -e .``) has no such folder and
@@ -15,7 +16,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-DEFAULT_FILES = ("params.yaml", "tuned.yaml", "grids.yaml", "examples")
+DEFAULT_FILES = ("params.yaml", "tuned.yaml", "grids.yaml", "examples", "gx")
 PACKAGED_DIR = "defaults"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +225,10 @@ class DeletionOutcome:
     summary_line: str | None = None  # the decision in one line (PASS/FAIL); the gates' summary when not given
     audit_history: Sequence[Mapping[str, str]] = ()  # the serving model's chain (components.deletion.audit.history)
     audit_due: str | None = None  # why a Retrain audit is due, when it is
+    # the batch's GX validations (contract, run_name, run_time, success, docs_page, result_file) and the Data Docs
+    # index (components.adapters.expectations.latest_validations / docs_index)
+    validations: Sequence[Mapping[str, Any]] = ()
+    data_docs: Path | None = None
 
     @property
     def verdict_line(self) -> str:
@@ -293,7 +298,34 @@ def certification_section(document: Mapping[str, Any]) -> str:
     )
 
 
-def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str) -> str:
+def _link(path: Path | str, base: Path | None) -> str:
+    """A markdown link target: relative to ``base`` (the report's folder) when given, so the report and the Data Docs
+    site can move together; spaces escaped."""
+    target = os.path.relpath(path, base) if base is not None else str(path)
+    return Path(target).as_posix().replace(" ", "%20")
+
+
+def validations_section(outcome: DeletionOutcome, base: Path | None = None) -> str:
+    """The report's Data contracts section: each of the batch's GX validations with its Data Docs page."""
+    if not outcome.validations and outcome.data_docs is None:
+        return ""
+    lines = ["## Data contracts (Great Expectations)", ""]
+    if outcome.data_docs is not None:
+        lines += [f"Data Docs: [index]({_link(outcome.data_docs, base)}) (the newest validations of this project).", ""]
+    if outcome.validations:
+        lines += ["| Checkpoint | Run | Validated at | Result | Data Docs | Result JSON |", "|---|---|---|---|---|---|"]
+        for row in outcome.validations:
+            page = f"[page]({_link(row['docs_page'], base)})" if row.get("docs_page") else "–"
+            result = f"[json]({_link(row['result_file'], base)})" if row.get("result_file") else "–"
+            lines.append(
+                f"| {row['contract']} | {row['run_name']} | {row['run_time']} | "
+                f"{'pass' if row['success'] else 'FAIL'} | {page} | {result} |"
+            )
+    return "\n".join(lines) + "\n\n"
+
+
+def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str, base: Path | None = None) -> str:
+    """The report's markdown; links to files (Data Docs pages) are relative to ``base`` when given."""
     batch = outcome.batch
     promoted = (
         f"**{model_name}@{alias} → version {outcome.promoted_version}** "
@@ -328,7 +360,7 @@ def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str
         f"## Verdict: {outcome.verdict_line}\n\n{gates}"
         f"Serving now: {promoted}\n\n"
         f"{certification_section(outcome.certification) if outcome.certification is not None else ''}"
-        f"{metrics}{history}## Lineage\n\n{lineage}\n"
+        f"{metrics}{history}{validations_section(outcome, base)}## Lineage\n\n{lineage}\n"
     )
 
 
@@ -354,7 +386,7 @@ def write_deletion_report(outcome: DeletionOutcome, out_dir: Path, model_name: s
     if outcome.metrics:
         paths["png"] = out_dir / "metrics.png"
         plot(outcome_document(outcome), paths["png"])
-    write_atomically(paths["md"], render_deletion_report(outcome, model_name, alias))
+    write_atomically(paths["md"], render_deletion_report(outcome, model_name, alias, base=out_dir))
     return paths
 
 

@@ -67,7 +67,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
         )
         stored = tasks.prepare_data(config, env)
         context = steps.run_context(config, stored)
-        tasks.validate_data(env, stored)
+        tasks.validate_data(config, env, stored)
         # an interrupted batch (components/deletion/ledger.py) is finished before any new request is planned
         state = tasks.unfinished_batch(env, config.base.dataset)
         resumed = None if state is None else f"resumed batch {state.batch.batch_id} from stage {state.stage}"

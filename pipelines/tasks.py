@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from prefect.events import emit_event
 from prefect.runtime import deployment
 from prefect.transactions import get_transaction
 
+from components.adapters.expectations import docs_index, latest_validations
 from components.adapters.services import PipelineEnvironment
 from components.adapters.tracking import ModelVersionRef, TrackingStore, config_sha256, metrics_callback
 from components.adapters.versioning import DataSnapshot
@@ -70,12 +73,24 @@ def prepare_data(config: PipelineConfig, env: PipelineEnvironment) -> StoredData
 
 
 @task(name="validate-data", **TASK_OPTIONS)
-def validate_data(env: PipelineEnvironment, stored: StoredDataset) -> None:
+def validate_data(config: PipelineConfig, env: PipelineEnvironment, stored: StoredDataset) -> None:
+    """The data contract on every split; each split's validation result and Data Docs page go to the run too."""
     with env.tracking.child_run("validate-data", {"stage": "validate"}):
-        reports = steps.validate_data(stored)
+        reports = steps.validate_data(stored, steps.gx_outputs(config, env.root))
         env.tracking.log_metrics({f"expectations_failed_{r.suite}_{i}": len(r.failures) for i, r in enumerate(reports)})
         for report in reports:
+            log_validation(env, report.suite, report.run_name, report.result_file, report.docs_page)
+        for report in reports:
             report.raise_for_failures()
+
+
+def log_validation(
+    env: PipelineEnvironment, suite: str, run_name: str | None, result_file: Path | None, docs_page: Path | None
+) -> None:
+    """Log a kept GX validation result (JSON) and its Data Docs page (HTML) under ``gx/<suite>/<run name>/``."""
+    for path in (result_file, docs_page):
+        if path is not None and path.is_file():
+            env.tracking.log_artifact(path, f"gx/{suite}/{run_name}")
 
 
 @task(name="version-data", **TASK_OPTIONS)
@@ -142,6 +157,7 @@ def plan_batch(
         config.pipeline.max_batch_fraction,
         parent_data_md5=snapshot.md5,
         parent_git_rev=snapshot.git_rev,
+        gx_outputs=steps.gx_outputs(config, env.root),
     )
     logger = get_run_logger()
     for rejection in plan.rejected:
@@ -429,10 +445,33 @@ def announce_audit_due(dataset: str, version: str) -> bool:
 
 @task(name="report", **TASK_OPTIONS)
 def report(config: PipelineConfig, env: PipelineEnvironment, outcome: DeletionOutcome) -> str:
+    """Write the deletion report, linking the Data Docs pages of the batch's validations (the data contract of each
+    split, the request contract of each request), and log it with those validations to MLflow."""
     out_dir = env.root / config.pipeline.reports_dir / outcome.batch.batch_id
+    outputs = steps.gx_outputs(config, env.root)
+    batch = outcome.batch
+    wanted = [("data", f"{batch.dataset}-{split}") for split in ("pool", "val", "test")]
+    validations = latest_validations(outputs, [*wanted, *(("requests", r) for r in batch.request_ids)])
+    outcome = replace(
+        outcome,
+        validations=[
+            {
+                "contract": v.contract,
+                "run_name": v.run_name,
+                "run_time": v.run_time,
+                "success": v.success,
+                "docs_page": v.docs_page,
+                "result_file": v.result_file,
+            }
+            for v in validations
+        ],
+        data_docs=docs_index(outputs) if docs_index(outputs).is_file() else None,
+    )
     paths = write_deletion_report(outcome, out_dir, env.model_name(config), config.pipeline.alias)
     for path in paths.values():
         env.tracking.log_artifact(path, "report")
+    for v in validations:
+        log_validation(env, v.suite, v.run_name, v.result_file, v.docs_page)
     markdown = paths["md"].read_text()
     create_markdown_artifact(markdown, key=report_key(outcome.batch.dataset), description=outcome.batch.batch_id)
     return str(paths["md"])

@@ -61,6 +61,7 @@ def test_the_checkout_serves_as_the_packaged_defaults() -> None:
     for name in DEFAULT_FILES:
         assert default_file(name) == ROOT / name
     assert default_file("examples/requests/digits-data-owner.json") is not None
+    assert default_file("gx/great_expectations.yml") == ROOT / "gx" / "great_expectations.yml"
     assert default_file("nope.yaml") is None
 
 
@@ -138,6 +139,13 @@ def test_the_wheel_ships_the_packages_and_default_files(tmp_path: Path) -> None:
         for example in sorted((ROOT / "examples").rglob("*.json")):
             relative = example.relative_to(ROOT).as_posix()
             assert archive.read(f"components/defaults/{relative}") == example.read_bytes()
+        gx_files = [path for path in sorted((ROOT / "gx").rglob("*")) if path.is_file()]
+        assert {"gx/great_expectations.yml", "gx/expectations/image_set.json", "gx/checkpoints/data_contract.json"} <= {
+            path.relative_to(ROOT).as_posix() for path in gx_files
+        }
+        for path in gx_files:  # the GX project's definitions, so the contracts load outside the checkout
+            relative = path.relative_to(ROOT).as_posix()
+            assert archive.read(f"components/defaults/{relative}") == path.read_bytes()
         info = next(name for name in names if name.endswith(".dist-info/entry_points.txt"))
         assert "mixunlearn = components.cli:main" in archive.read(info).decode()
         metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
@@ -146,6 +154,19 @@ def test_the_wheel_ships_the_packages_and_default_files(tmp_path: Path) -> None:
     assert not any(name.startswith(("mlflow/", "tests/")) for name in names)
     assert "Requires-Dist: prefect==3.9.1" in metadata
     assert "Requires-Dist: torch" not in metadata
+    # and, unpacked outside the checkout, the contracts load the packaged GX project and keep results elsewhere
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "from pathlib import Path\n"
+        "from components.adapters.expectations import project_dir, validate_forget_request\n"
+        "report = validate_forget_request(['a'], ['a', 'b'], [], 1.0, 2, outputs=Path('out'), run_name='r')\n"
+        "print(project_dir(), report.success, report.docs_page.is_file())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.split() == [str(site / "components" / "defaults" / "gx"), "True", "True"]
 
 
 @pytest.mark.slow
@@ -160,4 +181,6 @@ def test_the_sdist_carries_the_default_files(tmp_path: Path) -> None:
     # then: setup.py, MANIFEST.in and the default files, and neither mlflow/ nor tests/
     assert {"setup.py", "MANIFEST.in", "params.yaml", "tuned.yaml", "grids.yaml"} <= names
     assert "examples/requests/digits-data-owner.json" in names
+    gx_files = {path.relative_to(ROOT).as_posix() for path in (ROOT / "gx").rglob("*") if path.is_file()}
+    assert gx_files <= names
     assert not any(name.startswith(("mlflow/", "tests/")) for name in names)

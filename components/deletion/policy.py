@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -48,16 +49,32 @@ def batch_limit(max_fraction: float, pool_size: int) -> int:
 
 
 def check_requests(
-    store: DataStore, stored: StoredDataset, requests: Sequence[ForgetRequest], max_fraction: float
+    store: DataStore,
+    stored: StoredDataset,
+    requests: Sequence[ForgetRequest],
+    max_fraction: float,
+    gx_outputs: Path | None = None,
 ) -> list[tuple[ForgetRequest, ValidationReport]]:
-    """The forget-request contract on each request: IDs exist, unique, not already forgotten, within the limit."""
+    """The forget-request contract (GX checkpoint ``request_contract``) on each request: IDs exist, unique, not
+    already forgotten, within the limit. Each result is kept under ``gx_outputs`` with the request ID as run name."""
     # Great Expectations costs seconds to import; `run` with nothing pending never plans, so it never pays that
     from components.adapters.expectations import validate_forget_request
 
     known = np.concatenate([stored.pool.ids, stored.val.ids, stored.test.ids])
     forgotten = sorted(store.forgotten_ids(stored.name))
     return [
-        (request, validate_forget_request(list(request.ids), known, forgotten, max_fraction, len(stored.pool)))
+        (
+            request,
+            validate_forget_request(
+                list(request.ids),
+                known,
+                forgotten,
+                max_fraction,
+                len(stored.pool),
+                outputs=gx_outputs,
+                run_name=request.request_id,
+            ),
+        )
         for request in requests
     ]
 
@@ -70,19 +87,21 @@ def plan_batch(
     parent_data_md5: str | None = None,
     parent_git_rev: str | None = None,
     now: datetime | None = None,
+    gx_outputs: Path | None = None,
 ) -> BatchPlan:
     """Plan the next batch from ``pending`` (oldest first).
 
-    A request that breaks its contract is rejected. Valid requests join the batch in order while the union of
-    their IDs stays within ``batch_limit``; the rest wait for the next batch, so two requests that are each
-    valid never block the queue together.
+    A request that breaks its contract is rejected (each request's validation result and Data Docs page are kept
+    under ``gx_outputs``). Valid requests join the batch in order while the union of their IDs stays within
+    ``batch_limit``; the rest wait for the next batch, so two requests that are each valid never block the queue
+    together.
     """
     limit = batch_limit(max_fraction, len(stored.pool))
     accepted: list[ForgetRequest] = []
     rejected: list[Rejection] = []
     deferred: list[ForgetRequest] = []
     chosen: set[str] = set()
-    for request, report in check_requests(store, stored, pending, max_fraction):
+    for request, report in check_requests(store, stored, pending, max_fraction, gx_outputs):
         if not report.success:
             rejected.append(Rejection(request, tuple(report.failures)))
         elif len(chosen | set(request.ids)) <= limit:

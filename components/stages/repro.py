@@ -61,7 +61,7 @@ def _parent_pool(ctx: StageContext, stored: StoredDataset, batch: ForgetBatch) -
 
 def stage_validate(ctx: StageContext) -> dict[str, Any]:
     stored, _ = steps.prepare_data(ctx.config, ctx.store)
-    reports = steps.validate_data(stored)
+    reports = steps.validate_data(stored, steps.gx_outputs(ctx.config, ctx.root))
     document = {
         "dataset": stored.name,
         "success": all(r.success for r in reports),

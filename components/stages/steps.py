@@ -127,12 +127,27 @@ def batch_context(context: RunContext, batch: ForgetBatch, data: BatchData) -> R
     )
 
 
-def validate_data(stored: StoredDataset) -> list[ValidationReport]:
-    """Great Expectations contracts on every split (unique IDs, labels, pixel range, shapes)."""
+def gx_outputs(config: PipelineConfig, root: Path) -> Path:
+    """Where the GX checkpoints keep validation results and Data Docs: ``<root>/<pipeline.artifacts_dir>/gx``."""
+    return root / config.pipeline.artifacts_dir / "gx"
+
+
+def validate_data(stored: StoredDataset, outputs: Path | None = None) -> list[ValidationReport]:
+    """The data contract (GX checkpoint ``data_contract``) on every split: unique IDs, labels, pixel range, shapes.
+
+    Each split's result is kept under ``outputs`` (run name ``<dataset>-<split>``) with its Data Docs page."""
     bundle = stored.bundle()
     return [
-        validate_image_set(images.ids, images.labels, images.images, bundle.num_classes, bundle.image_shape)
-        for images in (stored.pool, stored.val, stored.test)
+        validate_image_set(
+            images.ids,
+            images.labels,
+            images.images,
+            bundle.num_classes,
+            bundle.image_shape,
+            outputs=outputs,
+            run_name=f"{stored.name}-{split}",
+        )
+        for split, images in (("pool", stored.pool), ("val", stored.val), ("test", stored.test))
     ]
 
 

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -219,3 +221,36 @@ def test_certify_report_is_written_without_a_retrain_row(tmp_path: Path) -> None
     paths = write_report(certified_outcome(), tmp_path, MODEL, ALIAS)
     assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)
     assert "| retrain |" not in paths["md"].read_text()
+
+
+def test_the_report_links_the_data_docs_pages_of_the_batchs_validations(tmp_path: Path) -> None:
+    # given: the batch's request validated by its checkpoint under the project's artifacts/gx
+    from components.adapters.expectations import docs_index, latest_validations, validate_forget_request
+
+    outputs = tmp_path / "artifacts" / "gx"
+    known = [f"digits/train/{i:05d}" for i in range(10)]
+    validate_forget_request(known[1:4], known, [], 0.5, 10, outputs=outputs, run_name="req-1")
+    found = latest_validations(outputs, [("requests", "req-1"), ("requests", "req-2")])
+    outcome = replace(
+        make_outcome(),
+        validations=[{**vars(v), "contract": v.contract} for v in found],
+        data_docs=docs_index(outputs),
+    )
+    # when: the report is written under artifacts/reports/<batch>
+    out_dir = tmp_path / "artifacts" / "reports" / "batch"
+    text = write_report(outcome, out_dir, MODEL, ALIAS)["md"].read_text()
+    # then: one row per validation found, its links relative to the report and resolving to the kept files
+    section = text.split("## Data contracts (Great Expectations)", 1)[1].split("## Lineage", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| request_contract")]
+    assert len(rows) == 1
+    assert "| req-1 |" in rows[0]
+    assert "| pass |" in rows[0]
+    links = re.findall(r"\]\(([^)]+)\)", section)
+    assert len(links) == 3  # index, page, JSON
+    assert all(not link.startswith("/") and (out_dir / link).resolve().is_file() for link in links)
+    assert (out_dir / links[1]).resolve() == found[0].docs_page
+    assert (out_dir / links[2]).resolve() == found[0].result_file
+
+
+def test_a_report_without_validations_has_no_data_contracts_section() -> None:
+    assert "Data contracts" not in render_markdown(make_outcome(), MODEL, ALIAS)

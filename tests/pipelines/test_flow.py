@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -225,6 +227,36 @@ def test_report_is_written_and_logged(passed: FlowRun) -> None:
     assert {"report/report.md", "report/metrics.png"} <= set(artifact_paths(project.tracking(), parent_id))
 
 
+def test_report_links_the_data_docs_of_the_batchs_validations(passed: FlowRun) -> None:
+    # given: the batch's GX checkpoints kept their results and Data Docs under artifacts/gx
+    project, summary = passed.project, passed.summary
+    batch = the_batch(project)
+    report = Path(summary.report)
+    section = report.read_text().split("## Data contracts (Great Expectations)", 1)[1].split("## Lineage", 1)[0]
+    runs = [f"digits-{split}" for split in ("pool", "val", "test")] + list(batch.request_ids)
+    # then: one row per split's data contract and per request, each passing, each link resolving to a kept file
+    for run in runs:
+        assert any(
+            line.startswith("| ") and f"| {run} |" in line and "| pass |" in line for line in section.splitlines()
+        )
+    links = re.findall(r"\]\(([^)]+)\)", section)
+    assert len(links) == 1 + 2 * len(runs)  # the index, then a page and a JSON per validation
+    assert all((report.parent / link).resolve().is_file() for link in links)
+    assert (report.parent / links[0]).resolve() == project.root / "artifacts" / "gx" / "data_docs" / "index.html"
+    # and MLflow holds each validation's result JSON and Data Docs page
+    tracking = project.tracking()
+    parent_id = tracking.version_tags("mixunlearn-digits", summary.version)["pipeline_run_id"]
+    logged = artifact_paths(tracking, parent_id)
+    for request_id in batch.request_ids:
+        assert {Path(p).suffix for p in logged if p.startswith(f"gx/forget_request/{request_id}/")} == {
+            ".json",
+            ".html",
+        }
+    validate = next(child for child in child_runs(tracking, parent_id) if child.name == "validate-data")
+    in_validate = artifact_paths(tracking, validate.run_id)
+    assert {p.split("/")[2] for p in in_validate} == {"digits-pool", "digits-val", "digits-test"}
+
+
 def test_retrain_reference_is_registered_once_and_reused(passed: FlowRun) -> None:
     from prefect.logging import disable_run_logger
 
@@ -383,6 +415,8 @@ def test_data_contract_failure_stops_the_run_before_any_model(
     assert "image_set: 1 expectation(s) failed" in message
     assert "expect_column_values_to_be_in_set(label" in message
     assert "1 of " in message
+    kept = sorted((project.root / "artifacts" / "gx" / "validations" / "image_set" / "digits-pool").rglob("*.json"))
+    assert [json.loads(path.read_text())["success"] for path in kept] == [False]
     assert version_numbers(project, "mixunlearn-digits") == []
     assert project.tracking().get_alias("mixunlearn-digits", "champion") is None
     assert project.head() == head

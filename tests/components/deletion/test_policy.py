@@ -88,6 +88,21 @@ def test_plan_batch_without_a_valid_request_plans_nothing(stored: tuple[DataStor
     assert len(plan.rejected) == 1
 
 
+def test_plan_batch_keeps_each_requests_validation_under_gx_outputs(
+    stored: tuple[DataStore, StoredDataset], tmp_path: Path
+) -> None:
+    store, current = stored
+    good = make_request("good", current.pool.ids[:2].tolist())
+    plan = policy.plan_batch(store, current, [good, make_request("bad", ["nope"])], 0.5, now=NOW, gx_outputs=tmp_path)
+    # the request contract's result of each request is kept under its request ID, failed or not
+    kept = {path.relative_to(tmp_path / "validations" / "forget_request").parts[0]: path for path in
+            (tmp_path / "validations" / "forget_request").rglob("*.json")}  # fmt: skip
+    assert set(kept) == {"good", "bad"}
+    assert json.loads(kept["bad"].read_text())["success"] is False
+    assert plan.rejected[0].reasons[0].startswith("expect_column_values_to_be_in_set(id")
+    assert (tmp_path / "data_docs" / "index.html").is_file()
+
+
 def test_a_whole_class_request_is_a_class_level_batch(stored: tuple[DataStore, StoredDataset]) -> None:
     store, current = stored
     plan = policy.plan_batch(store, current, [make_request("cls", pool_ids_of_class(current, 1))], 0.5, now=NOW)
