@@ -115,6 +115,21 @@ def test_merge_refuses_mixed_scenarios(
     assert not (tmp_path / "merged").exists()
 
 
+def test_merge_refuses_to_average_two_asr_scorings(
+    merge_results: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given one seed scored before the LAF-code ASR (no asr_protocol) and one after
+    old = per_seed_document(0)
+    old.pop("asr_protocol")
+    first, second = write(tmp_path / "old.json", old), write(tmp_path / "new.json", per_seed_document(1))
+    # when
+    with pytest.raises(SystemExit) as exited:
+        run_main(merge_results, monkeypatch, str(tmp_path / "merged"), str(first), str(second))
+    # then
+    assert "mix ASR scorings" in str(exited.value.code)
+    assert not (tmp_path / "merged").exists()
+
+
 @pytest.mark.slow  # a fresh interpreter importing torch (~3.5 s); the merge logic is tested in-process above
 def test_merge_script_exits_non_zero_from_the_command_line(tmp_path: Path) -> None:
     # given
