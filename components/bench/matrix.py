@@ -6,7 +6,8 @@ Usage:
 
 ``core`` (the core issue): Original, Retrain, MixUnlearn (label-aware and -agnostic) and the four ablations on
 class:0 and data:0.4:5-9. ``comparison`` (the baselines issue): every registered method on class:0,
-data:0.4:5-9 and random:0.1. Digits uses seeds 0-4, Fashion-MNIST seeds 0-2. Each cell is one
+data:0.4:5-9 and random:0.1. Seeds are params.yaml's ``bench.report_seeds`` (digits 0-4, Fashion-MNIST 0-2),
+disjoint from the tuning seeds ``bench.tuning.seeds``. Each cell is one
 ``mixunlearn bench`` process (its peak memory is measured with ``/usr/bin/time -v`` when available) writing
 ``artifacts/matrix/<matrix>/<dataset>/<scenario>/results.json``; existing cells are skipped unless ``--force``.
 The report is rebuilt from whatever JSON exists, with the command and machine of each cell.
@@ -27,7 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "artifacts" / "matrix"
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "docs" / "results"
-SEEDS = {"digits": "0,1,2,3,4", "fashion_mnist": "0,1,2"}
+
+
+def report_seeds(dataset: str) -> str:
+    """The dataset's reporting seeds from params.yaml (``bench.report_seeds``), comma-separated."""
+    from components.config import load_config
+
+    return ",".join(str(seed) for seed in load_config(ROOT / "params.yaml").bench.report_seeds_of(dataset))
+
+
 CORE_METHODS = (
     "original,retrain,mixunlearn,mixunlearn_agnostic,lmix,mixunlearn_no_real,mixunlearn_no_mix,"
     "mixunlearn_agnostic_no_sharpen"
@@ -56,7 +65,7 @@ def run_cell(matrix: str, dataset: str, scenario: str, methods: str, extra: list
         "--methods",
         methods,
         "--seeds",
-        SEEDS[dataset],
+        report_seeds(dataset),
         "--out",
         str(out),
         *extra,
