@@ -32,6 +32,7 @@ from components.bench.tuning import (
 )
 from components.cli import app
 from components.config import PipelineConfig, load_config
+from components.unlearning.base import build_config
 
 REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 SHRINK = ["train.recipes.digits.epochs=2", "base.device=cpu"]
@@ -349,12 +350,22 @@ def test_malformed_grids_fail_with_one_line(tmp_path: Path, document: dict[str, 
         load_grids(path, "fashion_mnist")
 
 
-def test_the_repository_grids_load_for_every_dataset_with_comparable_sizes() -> None:
-    # every method's grid, on each dataset, is of the same size order (4 to 12 points)
-    for dataset in ("digits", "fashion_mnist"):
-        grids = load_grids(REPO_PARAMS.parent / "grids.yaml", dataset)
-        sizes = {method: grid_size(grid) for method, grid in grids.items()}
-        assert all(4 <= size <= 12 for size in sizes.values()), (dataset, sizes)
+@pytest.mark.parametrize("dataset", ["digits", "fashion_mnist"])
+def test_the_repository_grids_are_valid_and_of_one_size_order(dataset: str) -> None:
+    # given the shipped grids with the dataset's section applied
+    grids = load_grids(REPO_PARAMS.parent / "grids.yaml", dataset)
+    # then: every method's grid has 4 to 12 points, and every point is a valid setting of its method
+    sizes = {method: grid_size(grid) for method, grid in grids.items()}
+    assert all(4 <= size <= 12 for size in sizes.values()), sizes
+    for method, grid in grids.items():
+        for point in expand_grid(grid):
+            build_config(method, point)
+
+
+def test_scrub_on_fashion_mnist_uses_sgd_with_momentum_as_its_reference_code() -> None:
+    grid = load_grids(REPO_PARAMS.parent / "grids.yaml", "fashion_mnist")["scrub"]
+    configs = [build_config("scrub", point) for point in expand_grid(grid)]
+    assert {(config.optimizer, config.momentum) for config in configs} == {("sgd", 0.9)}
 
 
 def test_a_set_key_the_grid_varies_is_a_conflict_naming_both_values() -> None:
