@@ -96,6 +96,8 @@ def render(matrix_docs: dict[str, list[dict]]) -> str:
         "(RTE, evaluation excluded) over Retrain's training time, both measured in the same run under the same load",
         "(cells run with `--jobs 2` time every method, Retrain included, next to one other busy process).",
         "",
+        ASR_SECTION,
+        TUNING_SECTION,
     ]
     for matrix, documents in matrix_docs.items():
         lines += [f"## Matrix `{matrix}`", ""]
@@ -115,6 +117,54 @@ def render(matrix_docs: dict[str, list[dict]]) -> str:
     lines += chain_sections()
     return "\n".join(lines) + "\n"
 
+
+ASR_SECTION = """## ASR: LAF's scoring, and the balanced one
+
+Both columns come from one attack, LAF's (`ShaofeiShen768/LAF`, `Train.train_attack_model` and `Train.attack`, read
+for this report): an XGBoost classifier on each softmax vector sorted, trained on retained training samples
+(members) against the first half of the test set (at most 5,000; non-members). They differ in how it is scored.
+
+- **ASR** is scored as LAF's code scores it: on **every** forget sample (members) together with the test samples
+  the shadow model did not use, as many as there are forget samples when the test set holds that many. The set is
+  imbalanced whenever the forget set outnumbers the unused test half (LAF's data-level forget set, 40% of classes
+  5-9, is 10,000 CIFAR-10 samples against about 5,000 unused test samples: 0.67 of the set), so the number weighs
+  the forget side by its share: an attack that calls everything "non-member" scores the non-member share, not 50.
+  **Gap LAF uses this ASR.**
+- **ASR bal.** is the same attack on a random subset of the forget set as large as the held-out test samples
+  (the project's ASR before issue #9). It is reported beside ASR and is in no gap.
+
+Under either scoring the target is Retrain's own value, never 50 or 0. Tables whose note says they ran before
+the LAF-code ASR show only ASR bal.; their Gap LAF spans the three accuracy terms.
+
+**Why the attack's polarity differs between LAF's CIFAR-10/SVHN setup and Fashion-MNIST.** LAF builds the
+retained ("sample") and forget ("unlearn") loaders as subsets of the *training* dataset object, so on CIFAR-10
+and SVHN their images pass through the training augmentation (Resize 224, RandomResizedCrop, RandomHorizontalFlip)
+when the attack reads the model's outputs, while test images get Resize + CenterCrop. An augmented member looks
+*less* familiar to the model than a clean test image (docs/peers.md reports LAF's CIFAR-10 run at train accuracy
+79.0 against test 83.1; the stored notebook does not print it), so the shadow model learns "less confident =
+member": the polarity is inverted. Forget samples are read through the same augmentation, so even Retrain's,
+which it never saw, look unfamiliar and are called members, while clean test samples are called non-members: the
+attack separates augmented from clean images as much as members from non-members. That is why the paper's
+Retrain ASR is 60-68 rather than near 50, and why removing L_mix *lowers* ASR there. Fashion-MNIST and MNIST use
+`ToTensor` only, for training and test alike: members are the confident ones, the polarity is the usual one, and
+Retrain's forget set, which it never saw, is called non-member. This project evaluates every set without
+augmentation, so its ASR has Fashion-MNIST's polarity on every dataset; numbers are comparable with LAF's
+Fashion-MNIST and MNIST tables, not with its CIFAR-10 and SVHN ones.
+"""
+
+TUNING_SECTION = """## Tuning: seeds, split and grids
+
+Every method's setting (MixUnlearn's and each peer's) is selected by `python -m components.bench.tune_all` on the
+validation split only, on the tuning seeds `bench.tuning.seeds` of params.yaml (100, 101, 102). They share no seed
+with the reported tables (`bench.report_seeds`: digits 0-4, Fashion-MNIST 0-2); loading a configuration in which
+they overlap, `mixunlearn tune --seeds` with a reporting seed, or `mixunlearn bench --seeds` with a tuning seed
+stops with a one-line error. Grids are in grids.yaml, with per-dataset sections (Fashion-MNIST resizes GA,
+Boundary Shrink and SCRUB, SCRUB with SGD and momentum as in its reference code). `docs/tuning/<dataset>-grids.md`
+states each method's grid size beside its winner, the keys whose winner sits on the grid's edge, and how many
+points collapsed (validation utility below half of Retrain's); a method whose every point collapsed is reported
+as such. An explicit `--set` of a method setting always wins over tuned.yaml; a `--set` of a key the grid varies
+is refused while tuning. Tables in this report whose note predates this were tuned on seed 0 with smaller grids.
+"""
 
 CHAIN_INTRO = """## Fast verified deletion: sequential batches, each audited against Retrain
 
