@@ -189,6 +189,7 @@ def bench(
             data_dir=data_dir or config.base.data_dir,
             model=model,
         )
+        config.bench.check_reporting_seeds(request.seeds)
         out_dir = out or Path(config.bench.out)
         started = time.perf_counter()
         with Progress(
@@ -223,9 +224,14 @@ def tune(
     dataset: DatasetOption = None,
     scenario: ScenarioOption = None,
     methods: Annotated[str, typer.Option(help="Comma-separated method names with a grid, or 'all'")] = "all",
-    seeds: Annotated[str, typer.Option(help="Tuning seeds")] = "0",
+    seeds: Annotated[
+        str | None, typer.Option(help="Tuning seeds (default: bench.tuning.seeds; never a reporting seed)")
+    ] = None,
     grids: Annotated[Path, typer.Option(help="YAML of {method: {key: [values]}}")] = Path("grids.yaml"),
     tuned: Annotated[Path, typer.Option(help="YAML the winners are merged into")] = Path("tuned.yaml"),
+    report: Annotated[
+        Path | None, typer.Option(help="JSON of each method's grid size, winner, edge keys and collapse")
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS,
     override: SetOption = None,
 ) -> None:
@@ -235,7 +241,7 @@ def tune(
         import yaml
 
         from components.bench.harness import BenchRequest
-        from components.bench.tuning import load_grids, tune_method
+        from components.bench.tuning import edge_keys, grid_size, load_grids, tune_method
         from components.files import write_atomically
 
         config = load_params(params, override)
@@ -243,19 +249,23 @@ def tune(
         document = document or {}
         if not isinstance(document, dict):
             raise UserError(f"{tuned} must map datasets to scenarios to methods")
-        all_grids = load_grids(shipped_file(grids, grids.name) if grids == Path("grids.yaml") else grids)
+        chosen_dataset = dataset or config.base.dataset
+        grids_file = shipped_file(grids, grids.name) if grids == Path("grids.yaml") else grids
+        all_grids = load_grids(grids_file, chosen_dataset)
         names = list(all_grids) if methods == "all" else parse_list(methods, "--methods")
         missing = [name for name in names if name not in all_grids]
         if missing:
             raise UserError(f"no grid for {', '.join(missing)} in {grids}")
         request = BenchRequest(
-            dataset=dataset or config.base.dataset,
+            dataset=chosen_dataset,
             scenario=scenario or config.data.scenario,
             methods=tuple(names),
-            seeds=tuple(parse_seeds(seeds)),
+            seeds=tuple(parse_seeds(seeds) if seeds else config.bench.tuning.seeds),
             config=config,
             data_dir=config.base.data_dir,
         )
+        config.bench.check_tuning_seeds(request.seeds)
+        entries = []
         for name in names:
             result = tune_method(
                 name,
@@ -263,14 +273,36 @@ def tune(
                 request,
                 lambda point, name=name: typer.echo(
                     f"{name:32s} {dict(point.settings)} val-gap {point.validation_gap:.2f} RTE {point.seconds:.2f}s"
+                    + (" COLLAPSED" if point.collapsed else "")
                 ),
             )
             best = result.points[0]
+            edges = edge_keys(all_grids[name], best.settings)
             document.setdefault(request.dataset, {}).setdefault(request.scenario, {})[name] = dict(best.settings)
             typer.echo(f"selected for {name} ({request.dataset}, {request.scenario}): {dict(best.settings)}")
+            if result.all_collapsed:
+                typer.echo(f"COLLAPSED: every one of the {len(result.points)} grid points of {name} collapsed")
+            if edges:
+                typer.echo(f"edge: {name}'s winner sits on the grid's edge in {', '.join(edges)}")
+            entries.append(
+                {
+                    "dataset": request.dataset,
+                    "scenario": request.scenario,
+                    "method": name,
+                    "grid_size": grid_size(all_grids[name]),
+                    "seeds": list(request.seeds),
+                    "selected": dict(best.settings),
+                    "validation_gap": best.validation_gap,
+                    "edge_keys": edges,
+                    "collapsed_points": sum(point.collapsed for point in result.points),
+                    "all_collapsed": result.all_collapsed,
+                }
+            )
         header = "# Written by `mixunlearn tune`: settings selected on the validation split only (never test).\n"
         write_atomically(tuned, header + yaml.safe_dump(document, sort_keys=True))
         typer.echo(f"wrote {tuned}")
+        if report is not None:
+            write_atomically(report, json.dumps(entries, indent=2) + "\n")
 
     guarded(run)
 

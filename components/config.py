@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.training import TrainConfig
 from components.triggers.settings import TriggersConfig
@@ -56,6 +56,8 @@ class TrainSection(Section):
 
 ForgetKind = Literal["class", "sample"]
 FORGET_KINDS: tuple[ForgetKind, ...] = ("class", "sample")
+# where a --set of a method setting was given: unlearn.defaults.* or unlearn.kinds.<kind>.*
+ExplicitScope = Literal["defaults", "class", "sample"]
 
 
 def forget_kind(forgotten_classes: Sequence[int]) -> ForgetKind:
@@ -78,19 +80,25 @@ class UnlearnSection(Section):
     4. the validation-tuned selection (``tuned_file``, written by ``mixunlearn tune``):
        ``tuned[<dataset>][<scenario> or <kind>][<method> or <section>]``, the scenario's entry when the caller
        names a scenario (the bench) and there is one, else the forget kind's;
-    5. ``--set``: a key given with ``--set unlearn.defaults...`` or ``--set unlearn.kinds...`` is never taken from
-       the tuned selection (``pinned`` records those keys), so an explicit override always wins.
+    5. ``--set``: a key given with ``--set unlearn.defaults.<section>.<key>`` (then one given with
+       ``--set unlearn.kinds.<kind>.<section>.<key>``) is applied last, over every layer above, and is never taken
+       from the tuned selection; ``explicit`` records those values by scope (``defaults``, ``class``, ``sample``).
+       An explicit override therefore always wins, whatever params.yaml's kinds or tuned.yaml say.
 
     Every method's settings are validated against its config for both kinds (and every tuned entry) when the
     configuration loads, so a bad value fails before any data changes. A ``defaults`` key that both kinds set is
-    an error: it could never take effect.
+    an error (it could never take effect) unless it was given with ``--set``.
     """
 
     defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
     kinds: dict[ForgetKind, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     tuned_file: str | None = None
     tuned: dict[str, dict[str, dict[str, dict[str, Any]]]] = Field(default_factory=dict)
-    pinned: dict[str, list[str]] = Field(default_factory=dict)
+    explicit: dict[ExplicitScope, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+
+    def pinned(self, section: str, kind: ForgetKind) -> dict[str, Any]:
+        """The ``--set`` values of ``section`` that apply to ``kind`` (defaults scope, then the kind's scope)."""
+        return {**self.explicit.get("defaults", {}).get(section, {}), **self.explicit.get(kind, {}).get(section, {})}
 
     def settings(
         self,
@@ -105,7 +113,8 @@ class UnlearnSection(Section):
         chosen = tuned.get(scenario, {}) if scenario and scenario in tuned else tuned.get(kind, {})
         # an ablation without its own tuned entry uses the full method's (same section, one switch flipped)
         selected = chosen.get(method, chosen.get(section, {})) if method else chosen.get(section, {})
-        pinned = _pinned_keys(self.pinned.get(section, ()))
+        explicit = self.pinned(section, kind)
+        pinned = pinned_keys(list(explicit))
         merged: dict[str, Any] = {}
         for layer in (
             self.defaults.get(section, {}),
@@ -113,6 +122,12 @@ class UnlearnSection(Section):
             {key: value for key, value in selected.items() if key not in pinned},
         ):
             merged.update(layer)
+        # a --set shorthand (tau) must also beat the fields it sets when a lower layer gave them one by one
+        for key in explicit:
+            for field in _SHORTHANDS.get(key, ()):
+                if field not in explicit:
+                    merged.pop(field, None)
+        merged.update(explicit)
         return merged
 
     def method_config(self, method: str, dataset: str, kind: ForgetKind, scenario: str | None = None) -> MethodConfig:
@@ -126,7 +141,8 @@ class UnlearnSection(Section):
 _SHORTHANDS: dict[str, tuple[str, ...]] = {"tau": ("tau_mix", "tau_real", "tau_gen")}
 
 
-def _pinned_keys(keys: Sequence[str]) -> set[str]:
+def pinned_keys(keys: Sequence[str]) -> set[str]:
+    """``keys`` with the fields each shorthand among them sets, and the shorthand of each field among them."""
     pinned = set(keys)
     for key in keys:
         pinned.update(_SHORTHANDS.get(key, ()))
@@ -134,11 +150,35 @@ def _pinned_keys(keys: Sequence[str]) -> set[str]:
     return pinned
 
 
+class TuningSection(Section):
+    """``mixunlearn tune``: the seeds every method's grid is evaluated on (validation split only).
+
+    They must be disjoint from every seed a reported table uses (``BenchSection``), so that no setting is selected
+    on a seed it is then scored on.
+    """
+
+    seeds: list[int] = Field(default_factory=lambda: [100, 101, 102])
+
+    @field_validator("seeds")
+    @classmethod
+    def _some_seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds:
+            raise ValueError("at least one tuning seed is needed")
+        return seeds
+
+
 class BenchSection(Section):
-    """Defaults of ``mixunlearn bench``."""
+    """Defaults of ``mixunlearn bench`` and the seeds of the reported tables.
+
+    ``seeds`` are ``mixunlearn bench``'s default seeds; ``report_seeds`` the seeds of each dataset's reported
+    matrix (``python -m components.bench.matrix``; ``default`` for other datasets). ``tuning.seeds`` may share no
+    seed with either (checked when the configuration loads).
+    """
 
     methods: list[str] = Field(default_factory=lambda: ["original", "retrain", "mixunlearn"])
     seeds: list[int] = Field(default_factory=lambda: [0])
+    report_seeds: dict[str, list[int]] = Field(default_factory=lambda: {"default": [0, 1, 2]})
+    tuning: TuningSection = Field(default_factory=TuningSection)
     out: str = "artifacts/bench"
     cache_dir: str = "artifacts/cache"
     eval_batch_size: int = Field(1024, ge=1)
@@ -149,6 +189,41 @@ class BenchSection(Section):
         if not seeds:
             raise ValueError("at least one seed is needed")
         return seeds
+
+    @model_validator(mode="after")
+    def _tuning_seeds_are_not_reporting_seeds(self) -> BenchSection:
+        shared = sorted(set(self.tuning.seeds) & set(self.reporting_seeds()))
+        if shared:
+            raise ValueError(
+                f"tuning.seeds {self.tuning.seeds} share {shared} with the reporting seeds "
+                f"{self.reporting_seeds()}: tuning must not select on a seed it is scored on"
+            )
+        return self
+
+    def reporting_seeds(self) -> list[int]:
+        """Every seed a reported result may use: ``seeds`` and each dataset's ``report_seeds``."""
+        return sorted({*self.seeds, *(seed for seeds in self.report_seeds.values() for seed in seeds)})
+
+    def report_seeds_of(self, dataset: str) -> list[int]:
+        return self.report_seeds.get(dataset, self.report_seeds.get("default", self.seeds))
+
+    def check_tuning_seeds(self, seeds: Sequence[int]) -> None:
+        """Raise ``ConfigError`` (one line) when tuning ``seeds`` include a reporting seed."""
+        shared = sorted(set(seeds) & set(self.reporting_seeds()))
+        if shared:
+            raise ConfigError(
+                f"tuning seeds {list(seeds)} include reporting seed(s) {shared} (bench.seeds / bench.report_seeds); "
+                f"tune on seeds disjoint from them, e.g. bench.tuning.seeds {self.tuning.seeds}"
+            )
+
+    def check_reporting_seeds(self, seeds: Sequence[int]) -> None:
+        """Raise ``ConfigError`` (one line) when reported ``seeds`` include a tuning seed."""
+        shared = sorted(set(seeds) & set(self.tuning.seeds))
+        if shared:
+            raise ConfigError(
+                f"seeds {list(seeds)} include tuning seed(s) {shared} (bench.tuning.seeds): a setting selected on "
+                "a seed would be scored on it"
+            )
 
 
 VerifyMode = Literal["certify", "reference", "both"]
@@ -293,37 +368,63 @@ def load_config(path: Path | str | None = DEFAULT_PARAMS, overrides: Sequence[st
     settings are then validated for both forget kinds and every tuned entry (see ``UnlearnSection``).
     """
     path = resolve_params(path) if path is not None else None
-    document = apply_overrides(load_document(path) if path is not None else {}, overrides)
+    raw = load_document(path) if path is not None else {}
+    document = apply_overrides(raw, overrides)
     unlearn = document.get("unlearn")
+    raw_unlearn = raw.get("unlearn")
+    if isinstance(unlearn, dict) and unlearn.get("tuned_file") and not _has_tuned(raw_unlearn):
+        # read the tuned file *before* the overrides, so a --set inside unlearn.tuned edits it instead of
+        # silently replacing the whole file
+        tuned_path = (Path(path).parent if path is not None else Path()) / unlearn["tuned_file"]
+        if tuned_path.exists():
+            raw = {**raw, "unlearn": {**(raw_unlearn if isinstance(raw_unlearn, dict) else {})}}
+            raw["unlearn"]["tuned"] = load_document(tuned_path)
+            document = apply_overrides(raw, overrides)
+            unlearn = document["unlearn"]
     if isinstance(unlearn, dict):
-        tuned_file = unlearn.get("tuned_file")
-        if tuned_file and "tuned" not in unlearn:
-            tuned_path = (Path(path).parent if path is not None else Path()) / tuned_file
-            if tuned_path.exists():
-                unlearn["tuned"] = load_document(tuned_path)
-        pinned = pinned_by_overrides(overrides)
-        if pinned:
-            unlearn["pinned"] = {**unlearn.get("pinned", {}), **pinned}
+        explicit = explicit_by_overrides(overrides, unlearn)
+        if explicit:
+            unlearn["explicit"] = explicit
     config = config_from_mapping(document)
     validate_method_settings(config.unlearn)
     return config
 
 
-def pinned_by_overrides(overrides: Sequence[str]) -> dict[str, list[str]]:
-    """``{section: [keys]}`` that ``--set unlearn.defaults.<section>.<key>`` / ``unlearn.kinds.<k>.<section>.<key>``
-    give explicitly (a whole mapping pins each of its keys)."""
-    pinned: dict[str, set[str]] = {}
+def _has_tuned(unlearn: object) -> bool:
+    return isinstance(unlearn, dict) and "tuned" in unlearn
+
+
+def explicit_by_overrides(overrides: Sequence[str], unlearn: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{scope: {section: {key: value}}}`` of the method settings ``--set`` gives explicitly: scope ``defaults``
+    for ``unlearn.defaults.<section>.<key>``, ``class``/``sample`` for ``unlearn.kinds.<kind>.<section>.<key>``
+    (a whole mapping gives each of its keys). Values are read from ``unlearn`` after every override, so the last
+    of two overrides of one key is the one recorded."""
+    explicit: dict[str, dict[str, dict[str, Any]]] = {}
     for text in overrides:
         path, value = parse_override(text)
         if len(path) >= 3 and path[:2] == ["unlearn", "defaults"]:
-            section, rest = path[2], path[3:]
+            scope, section, rest = "defaults", path[2], path[3:]
+            values = unlearn.get("defaults", {}).get(section, {})
         elif len(path) >= 4 and path[:2] == ["unlearn", "kinds"]:
-            section, rest = path[3], path[4:]
+            scope, section, rest = path[2], path[3], path[4:]
+            values = unlearn.get("kinds", {}).get(scope, {}).get(section, {})
         else:
             continue
         keys = rest[:1] if rest else (list(value) if isinstance(value, dict) else [])
-        pinned.setdefault(section, set()).update(keys)
-    return {section: sorted(keys) for section, keys in pinned.items() if keys}
+        for key in keys:
+            if isinstance(values, dict) and key in values:
+                explicit.setdefault(scope, {}).setdefault(section, {})[key] = values[key]
+    return explicit
+
+
+def _default_applies(unlearn: UnlearnSection, section: str, key: str, kind: ForgetKind) -> bool:
+    """Whether ``defaults.<section>.<key>`` reaches ``kind``'s settings (``UnlearnSection.settings``' order)."""
+    explicit = unlearn.explicit
+    if key in explicit.get(kind, {}).get(section, {}):
+        return False
+    if key in explicit.get("defaults", {}).get(section, {}):
+        return True
+    return key not in unlearn.kinds.get(kind, {}).get(section, {})
 
 
 def validate_method_settings(unlearn: UnlearnSection) -> None:
@@ -343,7 +444,7 @@ def validate_method_settings(unlearn: UnlearnSection) -> None:
             )
     for section, values in unlearn.defaults.items():
         shadowed = sorted(
-            key for key in values if all(key in unlearn.kinds.get(kind, {}).get(section, {}) for kind in FORGET_KINDS)
+            key for key in values if not any(_default_applies(unlearn, section, key, kind) for kind in FORGET_KINDS)
         )
         if shadowed:
             raise ConfigError(

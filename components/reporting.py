@@ -33,6 +33,7 @@ LABELS = {
     "test_r": "Test_r",
     "test_f": "Test_f",
     "asr": "ASR",
+    "asr_balanced": "ASR bal.",
     "ua": "UA",
     "ra": "RA",
     "ta": "TA",
@@ -82,11 +83,11 @@ def with_gaps(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add each entry's LAF and SalUn gaps and time ratio to the ``retrain`` entry (``None`` without one)."""
     reference = next((entry for entry in summary if entry["method"] == "retrain"), None)
     for entry in summary:
-        means = {metric: entry[f"{metric}_mean"] for metric in ALL_METRICS}
+        means = {metric: entry.get(f"{metric}_mean") for metric in ALL_METRICS}
         if reference is None:
             entry["gap_laf"] = entry["gap_salun"] = entry["seconds_ratio_to_retrain"] = None
             continue
-        retrain_means = {metric: reference[f"{metric}_mean"] for metric in ALL_METRICS}
+        retrain_means = {metric: reference.get(f"{metric}_mean") for metric in ALL_METRICS}
         entry["gap_laf"] = gap_laf(means, retrain_means)
         entry["gap_salun"] = gap_salun(means, retrain_means)
         retrain_seconds = reference["seconds_mean"]
@@ -96,11 +97,43 @@ def with_gaps(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
+# What ``asr`` means in a results document: LAF's code's imbalanced scoring (issue #9). Documents written before
+# carry no such key and their ``asr`` is today's ``asr_balanced`` (``upgrade_asr``).
+ASR_PROTOCOL = "laf_code"
+
+
 def results_document(
     dataset: str, scenario: str, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The results.json document: dataset, scenario, rows, summary (and provenance in ``extra``)."""
-    return {"dataset": dataset, "scenario": scenario, **(extra or {}), "rows": list(rows), "summary": summarise(rows)}
+    return {
+        "dataset": dataset,
+        "scenario": scenario,
+        "asr_protocol": ASR_PROTOCOL,
+        **(extra or {}),
+        "rows": list(rows),
+        "summary": summarise(rows),
+    }
+
+
+PRE_ASR_NOTE = (
+    "Run before the LAF-code ASR (issue #9): its ASR was the balanced attack, shown here as ASR bal.; the LAF-code "
+    "ASR was not measured, so Gap LAF spans Train_r, Train_f and Test(_r) only."
+)
+
+
+def upgrade_asr(document: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` in today's ASR terms: a results document written before ``asr_protocol`` existed scored ``asr``
+    on a balanced set, so that value moves to ``asr_balanced``, ``asr`` (LAF's code's scoring, never measured) is
+    ``None``, and the summary and both gaps are recomputed and a note says so. Newer documents come back as they are
+    (a copy)."""
+    upgraded = dict(document)
+    if "asr_protocol" in document:
+        return upgraded
+    rows = [{**row, "asr_balanced": row.get("asr"), "asr": None} for row in document["rows"]]
+    note = " ".join(part for part in (str(document.get("note") or ""), PRE_ASR_NOTE) if part)
+    upgraded.update(asr_protocol="balanced (pre-#9)", rows=rows, summary=summarise(rows), note=note)
+    return upgraded
 
 
 def _cell(mean: float | None, std: float | None, digits: int = 2) -> str:
@@ -117,7 +150,7 @@ def markdown_table(document: Mapping[str, Any]) -> str:
     """Mean ± std per metric, each beside Retrain's mean in brackets, plus both gaps and the time ratio."""
     summary = document["summary"]
     reference = next((entry for entry in summary if entry["method"] == "retrain"), None)
-    metrics = [m for m in ROW_METRICS if any(entry[f"{m}_mean"] is not None for entry in summary)]
+    metrics = [m for m in ROW_METRICS if any(entry.get(f"{m}_mean") is not None for entry in summary)]
     seeded = any(entry["n_seeds"] is not None for entry in summary)
     header = [
         "Method" if seeded else "Model",
@@ -141,8 +174,8 @@ def markdown_table(document: Mapping[str, Any]) -> str:
     for entry in summary:
         cells = [entry["method"], *([str(entry["n_seeds"])] if seeded else [])]
         for metric in metrics:
-            text = _cell(entry[f"{metric}_mean"], entry[f"{metric}_std"])
-            if reference is not None and entry is not reference and reference[f"{metric}_mean"] is not None:
+            text = _cell(entry.get(f"{metric}_mean"), entry.get(f"{metric}_std"))
+            if reference is not None and entry is not reference and reference.get(f"{metric}_mean") is not None:
                 text += f" [{reference[f'{metric}_mean']:.2f}]"
             cells.append(text)
         for key in ("gap_laf", "gap_salun"):
@@ -174,13 +207,13 @@ def plot(document: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summary = document["summary"]
-    metrics = [m for m in ALL_METRICS if any(entry[f"{m}_mean"] is not None for entry in summary)]
+    metrics = [m for m in ALL_METRICS if any(entry.get(f"{m}_mean") is not None for entry in summary)]
     figure, axis = plt.subplots(figsize=(max(8, 1.2 * len(metrics) * max(1, len(summary)) / 3), 4.5))
     width = 0.8 / max(1, len(summary))
     positions = np.arange(len(metrics))
     for index, entry in enumerate(summary):
-        means = [entry[f"{m}_mean"] if entry[f"{m}_mean"] is not None else np.nan for m in metrics]
-        stds = [entry[f"{m}_std"] if entry[f"{m}_std"] is not None else 0.0 for m in metrics]
+        means = [entry.get(f"{m}_mean") if entry.get(f"{m}_mean") is not None else np.nan for m in metrics]
+        stds = [entry.get(f"{m}_std") or 0.0 for m in metrics]
         axis.bar(positions + index * width, means, width, yerr=stds, label=entry["method"], capsize=2)
     axis.set_xticks(positions + width * (len(summary) - 1) / 2, [LABELS[m] for m in metrics])
     axis.set_ylabel("percent")

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from components.reporting import results_document, write_results
+from components.reporting import results_document, upgrade_asr, write_results
 
 
 def main() -> None:
@@ -19,10 +19,13 @@ def main() -> None:
     parser.add_argument("inputs", type=Path, nargs="+")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
-    documents = [json.loads(path.read_text()) for path in args.inputs]
+    documents = [upgrade_asr(json.loads(path.read_text())) for path in args.inputs]
     keys = {(d["dataset"], d["scenario"]) for d in documents}
     if len(keys) != 1:
         raise SystemExit(f"error: inputs mix datasets/scenarios: {sorted(keys)}")
+    protocols = {d["asr_protocol"] for d in documents}
+    if len(protocols) != 1:  # a mean over seeds would mix two different ASR scorings
+        raise SystemExit(f"error: inputs mix ASR scorings: {sorted(protocols)}")
     dataset, scenario = keys.pop()
     order = list(dict.fromkeys(row["method"] for d in documents for row in d["rows"]))
     rows = sorted((row for d in documents for row in d["rows"]), key=lambda r: (r["seed"], order.index(r["method"])))

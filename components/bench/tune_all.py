@@ -1,18 +1,23 @@
 """Tune every method with a grid on every comparison scenario of one dataset, and merge the winners.
 
 Usage:
-    python -m components.bench.tune_all --dataset digits --seeds 0,1 [--jobs 2] [--set bench.cache_dir=...]
+    python -m components.bench.tune_all --dataset digits [--seeds 100,101,102] [--methods ga,scrub] [--jobs 2]
+        [--set bench.cache_dir=...]
 
 Each queue is one ``mixunlearn tune`` process per (scenario, methods) slice with one torch thread, run ``--jobs``
 at a time, each writing its own YAML under ``artifacts/tuning/<dataset>/``; the winners are then merged into
 ``tuned.yaml`` (other datasets' entries are kept) and each process's log is copied to ``docs/tuning/``.
-Selection reads the validation split only (components/bench/tuning.py). RTE printed while tuning comes from busy
-cores and is not a benchmark figure.
+Selection reads the validation split only (components/bench/tuning.py), on params.yaml's ``bench.tuning.seeds``
+unless ``--seeds`` names others (never a reporting seed: ``mixunlearn tune`` refuses them). Grids come from
+grids.yaml with the dataset's own section applied. ``docs/tuning/<dataset>-grids.md`` tabulates each method's grid
+size, winner, the keys whose winner sits on the grid's edge, and collapsed points. RTE printed while tuning comes
+from busy cores and is not a benchmark figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -42,6 +47,8 @@ def run_slice(dataset: str, scenario: str, methods: list[str], seeds: str, extra
     stem = f"{dataset}-{re.sub(r'[^A-Za-z0-9.-]+', '_', scenario)}-{index}"
     selected = out / f"{stem}.yaml"
     selected.unlink(missing_ok=True)
+    selected.with_suffix(".json").unlink(missing_ok=True)
+    seed_option = ["--seeds", seeds] if seeds else []
     command = [
         sys.executable,
         "-m",
@@ -53,10 +60,11 @@ def run_slice(dataset: str, scenario: str, methods: list[str], seeds: str, extra
         scenario,
         "--methods",
         ",".join(methods),
-        "--seeds",
-        seeds,
-        "--selected",
+        *seed_option,
+        "--tuned",
         str(selected),
+        "--report",
+        str(selected.with_suffix(".json")),
         *extra,
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -78,17 +86,39 @@ def merge(documents: list[dict], into: dict) -> dict:
     return into
 
 
+def report_table(entries: list[dict]) -> str:
+    """Markdown: one row per (scenario, method) with its grid size, seeds, winner, edge keys and collapse."""
+    lines = [
+        "| Scenario | Method | Grid points | Seeds | Selected | Val. gap | Winner on the edge in | Collapsed points |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in sorted(entries, key=lambda e: (e["scenario"], e["method"])):
+        collapsed = f"{entry['collapsed_points']}/{entry['grid_size']}"
+        if entry["all_collapsed"]:
+            collapsed = f"**all {entry['grid_size']} collapsed**"
+        lines.append(
+            f"| {entry['scenario']} | {entry['method']} | {entry['grid_size']} | "
+            f"{','.join(str(seed) for seed in entry['seeds'])} | {entry['selected']} | {entry['validation_gap']:.2f} | "
+            f"{', '.join(entry['edge_keys']) or '–'} | {collapsed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--seeds", default="", help="tuning seeds (default: params.yaml bench.tuning.seeds)")
+    parser.add_argument("--methods", default="", help="comma-separated subset of the dataset's grids")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--set", action="append", default=[], help="parameter override passed to every process")
     args = parser.parse_args()
-    grids = yaml.safe_load((ROOT / "grids.yaml").read_text())
+    from components.bench.tuning import load_grids
+
+    grids = load_grids(ROOT / "grids.yaml", args.dataset)
+    methods = args.methods.split(",") if args.methods else list(grids)
     extra = [item for override in args.set for item in ("--set", override)]
-    work = slices(list(grids), tuple(args.scenarios.split(",")), args.jobs)
+    work = slices(methods, tuple(args.scenarios.split(",")), args.jobs)
     started = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [
@@ -98,7 +128,8 @@ def main() -> None:
         outputs = [future.result() for future in futures]
     current = yaml.safe_load(SELECTED.read_text()) if SELECTED.exists() else {}
     current = current or {}
-    current.pop(args.dataset, None)  # a fresh tuning replaces the dataset's old winners entirely
+    if not args.methods:
+        current.pop(args.dataset, None)  # a fresh tuning of every method replaces the dataset's old winners
     merged = merge([yaml.safe_load(path.read_text()) or {} for path in outputs], current)
     header = (
         "# Written by `python -m components.bench.tune_all` (`mixunlearn tune` per scenario): each method's\n"
@@ -111,6 +142,11 @@ def main() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     for path in outputs:
         (LOGS / path.with_suffix(".log").name).write_text(path.with_suffix(".log").read_text())
+    entries = [entry for path in outputs for entry in json.loads(path.with_suffix(".json").read_text())]
+    command = " ".join(["python -m components.bench.tune_all", *sys.argv[1:]])
+    (LOGS / f"{args.dataset}-grids.md").write_text(
+        f"# Tuning of {args.dataset} (validation split only)\n\nCommand: `{command}`\n\n" + report_table(entries)
+    )
     print(f"merged {len(outputs)} slices into {SELECTED.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s")
 
 

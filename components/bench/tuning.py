@@ -1,13 +1,22 @@
 """Hyper-parameter selection on the validation split only: the test set is never read here.
 
 For each grid point a method runs on every tuning seed; it is scored by its *validation gap*: the benchmark's own
-objective with the validation split standing in for the test split. All ten metrics are computed as
+objective with the validation split standing in for the test split. The metrics are computed as
 ``evaluate_predictions`` computes them for the bench (Train_r, Train_f, Val_r / Val_f per kept and forgotten
 classes, the LAF ASR with validation samples as the non-members, SalUn's UA, RA, TA and MIA-Efficacy), and the
 score is the mean of the LAF gap and the SalUn gap to the paired Retrain model. Membership terms are part of the
 score because both protocols grade them: a setting that matches Retrain's accuracies while leaving the forget
 set more (or less) recognisable than Retrain's would otherwise win on accuracy alone. The grid point with the
 smallest mean validation gap wins; ties go to the earlier (cheaper) point.
+
+A point *collapses* when its held-out utility (validation accuracy on the kept classes, or on every class for a
+sample-level scenario) falls below half of Retrain's: such a model no longer does its job, whatever its gap. A
+method whose every point collapses is reported as such (``TuningResult.all_collapsed``) rather than as tuned. A
+winner whose value of a varied key is the first or last of that key's list sits on the grid's edge
+(``edge_keys``): the grid should be widened there.
+
+Grids come from ``grids.yaml`` (``load_grids``): ``{method: {key: [values]}}``, with per-dataset sections
+(``fashion_mnist: {method: {...}}``) that replace a method's grid on that dataset.
 """
 
 from __future__ import annotations
@@ -23,20 +32,49 @@ import torch
 import yaml
 
 from components.bench.harness import BenchRequest, ModelCache, PreparedSeed, prepare_seed, run_method
-from components.data.datasets import load_dataset
+from components.config import UnlearnSection, pinned_keys
+from components.data.datasets import dataset_names, load_dataset
 from components.runtime import resolve_device
 from components.unlearning.base import get_method
 from components.verification.metrics import evaluate_predictions, gap_laf, gap_salun
 from components.verification.predictions import predict
 
+# A point whose held-out utility is below this share of Retrain's has collapsed (see the module docstring).
+COLLAPSE_FRACTION = 0.5
+
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One evaluated setting: its values, mean validation gap over seeds and mean RTE."""
+    """One evaluated setting: its values, mean validation gap over seeds, mean RTE, and whether it collapsed (its
+    mean held-out utility below ``COLLAPSE_FRACTION`` of Retrain's)."""
 
     settings: Mapping[str, Any]
     validation_gap: float
     seconds: float
+    collapsed: bool = False
+
+
+def utility(metrics: Mapping[str, float | None]) -> float:
+    """Held-out accuracy on the kept classes (``test_r``), or on every class when none is forgotten (``test``)."""
+    value = metrics.get("test_r")
+    value = metrics.get("test") if value is None else value
+    if value is None:
+        raise ValueError("no held-out accuracy among the metrics")
+    return float(value)
+
+
+def grid_size(grid: Mapping[str, Sequence[Any]]) -> int:
+    """The number of points ``expand_grid`` evaluates."""
+    return len(expand_grid(grid))
+
+
+def edge_keys(grid: Mapping[str, Sequence[Any]], settings: Mapping[str, Any]) -> list[str]:
+    """The varied keys (two values or more) whose chosen value is the first or last of the grid's list."""
+    return [
+        key
+        for key, values in grid.items()
+        if len(values) > 1 and key in settings and settings[key] in (values[0], values[-1])
+    ]
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -46,7 +84,8 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def validation_metrics(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float | None]:
-    """The bench's ten metrics with the validation split in the role of the test split (see module docstring)."""
+    """The bench's metrics with the validation split in the role of the test split (see module docstring); the
+    balanced ASR, which the objective does not use, is left out."""
     task = prepared.task
     if task.val is None or len(task.val.labels) < 2:
         raise ValueError("tuning needs a validation split of at least 2 samples: set data.val_fraction > 0")
@@ -56,6 +95,7 @@ def validation_metrics(model: torch.nn.Module, prepared: PreparedSeed, batch_siz
         predict(model, task.val.images, task.val.labels, batch_size),
         prepared.manifest.forgotten_classes,
         task.seed,
+        balanced_asr=False,
     )
 
 
@@ -74,6 +114,25 @@ class TuningResult:
     kind: str
     points: tuple[GridPoint, ...]
 
+    @property
+    def all_collapsed(self) -> bool:
+        return all(point.collapsed for point in self.points)
+
+
+def check_grid_against_set(method: str, grid: Mapping[str, Sequence[Any]], unlearn: UnlearnSection) -> None:
+    """Fail with one line when ``--set`` pins a key the grid varies: the explicit value would win at every point
+    (``UnlearnSection.settings``), so the grid would silently evaluate one setting several times."""
+    section = get_method(method).section
+    for scope, sections in unlearn.explicit.items():
+        for key, value in sections.get(section, {}).items():
+            clashing = sorted(pinned_keys([key]) & set(grid))
+            if clashing:
+                where = "defaults" if scope == "defaults" else f"kinds.{scope}"
+                raise ValueError(
+                    f"--set unlearn.{where}.{section}.{key}={value} conflicts with the {method} grid's "
+                    f"{clashing[0]}: {list(grid[clashing[0]])}; drop the --set or that grid key"
+                )
+
 
 def tune_method(
     method: str,
@@ -83,6 +142,7 @@ def tune_method(
 ) -> TuningResult:
     """Evaluate every grid point of ``method`` on the request's seeds."""
     get_method(method)
+    check_grid_against_set(method, grid, request.config.unlearn)
     device = resolve_device(request.config.base.device)
     bundle = load_dataset(request.dataset, request.data_dir)
     cache = ModelCache(Path(request.config.bench.cache_dir))
@@ -95,13 +155,20 @@ def tune_method(
     kind = kinds.pop()
     points: list[GridPoint] = []
     for values in expand_grid(grid):
-        gaps, seconds = [], []
+        gaps, seconds, utilities = [], [], []
         for prepared, reference in zip(prepared_seeds, references, strict=True):
             tuned_request = _with_settings(request, method, bundle.name, request.scenario, values)
             model, rte = run_method(method, prepared, tuned_request, ())
-            gaps.append(validation_gap(validation_metrics(model, prepared, batch), reference))
+            metrics = validation_metrics(model, prepared, batch)
+            gaps.append(validation_gap(metrics, reference))
+            utilities.append(utility(metrics) / max(utility(reference), 1e-9))
             seconds.append(rte)
-        point = GridPoint(settings=values, validation_gap=float(np.mean(gaps)), seconds=float(np.mean(seconds)))
+        point = GridPoint(
+            settings=values,
+            validation_gap=float(np.mean(gaps)),
+            seconds=float(np.mean(seconds)),
+            collapsed=float(np.mean(utilities)) < COLLAPSE_FRACTION,
+        )
         points.append(point)
         on_point(point)
     return TuningResult(kind=kind, points=tuple(sorted(points, key=lambda point: point.validation_gap)))
@@ -117,9 +184,25 @@ def _with_settings(
     return BenchRequest(**{**request.__dict__, "config": config})
 
 
-def load_grids(path: Path) -> dict[str, dict[str, list[Any]]]:
-    """Read ``{method: {key: [values]}}`` grids from YAML."""
+def load_grids(path: Path, dataset: str | None = None) -> dict[str, dict[str, list[Any]]]:
+    """Read ``{method: {key: [values]}}`` grids from YAML, with ``dataset``'s own section applied.
+
+    A top-level key naming a registered dataset holds that dataset's grids, ``{method: {key: [values]}}``; each
+    replaces the method's top-level grid on that dataset (so a grid is read whole, in one place).
+    """
     document = yaml.safe_load(path.read_text()) or {}
     if not isinstance(document, dict):
         raise ValueError(f"{path} must map method names to grids")
-    return document
+    datasets = set(dataset_names())
+    grids = {name: grid for name, grid in document.items() if name not in datasets}
+    for name, section in document.items():
+        if name in datasets and not isinstance(section, dict):
+            raise ValueError(f"{path}: the {name} section must map method names to grids")
+    own = document.get(dataset, {}) if dataset in datasets else {}
+    unknown = sorted(set(own) - set(grids))
+    if unknown:
+        raise ValueError(f"{path}: {dataset} section has a grid for {unknown[0]!r}, which has no top-level grid")
+    for name, grid in {**grids, **own}.items():
+        if not isinstance(grid, dict) or not all(isinstance(values, list) for values in grid.values()):
+            raise ValueError(f"{path}: the grid of {name} must map keys to lists of values")
+    return {**grids, **own}

@@ -142,8 +142,20 @@ def serves_pool(version_tags: Mapping[str, str], pool_sha256: str) -> bool:
     return version_tags.get("pool_sha256") == pool_sha256
 
 
+# What changes a trained model, besides its data: each must be part of the reference's key.
+REFERENCE_TAGS = ("recipe_sha256", "model_arch", "seed", "training_code_sha256", "preprocessing_sha256")
+
+
 def reference_key(pool_sha256: str, recipe_tags: Mapping[str, str]) -> dict[str, str]:
-    """The tags that identify a retrain-from-scratch reference: same retained pool, same recipe, seed and code."""
+    """The tags that identify a retrain-from-scratch reference: same retained pool (sample IDs), and every recipe
+    tag (``RunContext.recipe_tags``: recipe, architecture, seed, training and model code, preprocessing).
+
+    Raises:
+        ValueError: when a recipe tag is missing, so a reference can never be reused on a partial key.
+    """
+    missing = [tag for tag in REFERENCE_TAGS if tag not in recipe_tags]
+    if missing:
+        raise ValueError(f"a reference key needs every recipe tag; missing {', '.join(missing)}")
     return {"pool_sha256": pool_sha256, **recipe_tags}
 
 

@@ -30,8 +30,10 @@ from components.unlearning.base import (
 )
 from components.verification.evaluate import evaluate_model
 
-# Source files whose change changes what a given recipe trains: part of every cached model's key.
-_TRAINING_CODE = ("training.py", "models/backbones.py", "runtime.py")
+# Source files whose change changes what a given recipe trains: part of every cached model's key. The training
+# loop, the model definitions, the runtime helpers (batching, seeded generators) and the pixel preprocessing
+# (``DatasetBundle.to_tensor``).
+_TRAINING_CODE = ("training.py", "models/backbones.py", "runtime.py", "data/types.py")
 
 
 @functools.cache
@@ -95,12 +97,22 @@ class RunContext:
         return forget_kind(self.forgotten_classes)
 
     def recipe_tags(self) -> dict[str, str]:
-        """What determines a trained model besides its data: recipe, architecture, seed and training code."""
+        """What determines a trained model besides its sample IDs: recipe, architecture, seed, training and model
+        code, and the dataset's preprocessing (normalisation, image shape, classes)."""
+        bundle = self.bundle
+        preprocessing = {
+            "dataset": bundle.name,
+            "mean": list(bundle.mean),
+            "std": list(bundle.std),
+            "shape": list(bundle.image_shape),
+            "classes": bundle.num_classes,
+        }
         return {
             "recipe_sha256": canonical_sha256(self.recipe.model_dump()),
             "model_arch": self.architecture,
             "seed": str(self.seed),
             "training_code_sha256": training_code_sha256()[:16],
+            "preprocessing_sha256": canonical_sha256(preprocessing)[:16],
         }
 
     def method_settings(self, method: str) -> dict[str, object]:

@@ -1,6 +1,7 @@
 """Unlearning metrics under the two protocols the project reports, and their gaps to Retrain.
 
-- LAF / MixUnlearn: Train_r, Train_f, Test, Test_r, Test_f, ASR.
+- LAF / MixUnlearn: Train_r, Train_f, Test, Test_r, Test_f, ASR (as LAF's code scores it, imbalanced), plus
+  ASR-balanced (the same attack on a balanced evaluation set; reported, not part of the gap).
 - SalUn: UA, RA, TA, MIA-Efficacy, plus Avg. Gap.
 
 Every metric is in percent. Under both protocols *closer to Retrain is better*: a method is judged by its gap to
@@ -13,10 +14,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from components.verification.mia import laf_asr, salun_mia_efficacy
+from components.verification.mia import laf_asr, laf_asr_balanced, salun_mia_efficacy
 from components.verification.predictions import Predictions
 
-LAF_METRICS: tuple[str, ...] = ("train_r", "train_f", "test", "test_r", "test_f", "asr")
+LAF_METRICS: tuple[str, ...] = ("train_r", "train_f", "test", "test_r", "test_f", "asr", "asr_balanced")
 SALUN_METRICS: tuple[str, ...] = ("ua", "ra", "ta", "mia_efficacy")
 ALL_METRICS: tuple[str, ...] = LAF_METRICS + SALUN_METRICS
 
@@ -27,8 +28,9 @@ def evaluate_predictions(
     test: Predictions,
     forgotten_classes: tuple[int, ...],
     seed: int,
+    balanced_asr: bool = True,
 ) -> dict[str, float | None]:
-    """Compute all ten metrics (``ALL_METRICS``) in percent from one model's predictions.
+    """Compute all eleven metrics (``ALL_METRICS``) in percent from one model's predictions.
 
     ``forgotten_classes`` decides the setting: non-empty means class-level forgetting, empty means data-level
     (random) forgetting.
@@ -36,7 +38,8 @@ def evaluate_predictions(
     - ``train_r`` / ``train_f`` / ``test``: accuracy on retain / forget / the full test set.
     - ``test_r`` / ``test_f``: accuracy on test samples outside / inside ``forgotten_classes``; ``None`` for
       data-level. ``test_f`` is also ``None`` when the test set holds no sample of a forgotten class.
-    - ``asr``: ``laf_asr`` against the full test set.
+    - ``asr``: ``laf_asr`` against the full test set (LAF's code: every forget sample vs the unused test half).
+    - ``asr_balanced``: ``laf_asr_balanced`` against the full test set (equal forget and test counts).
     - ``ua = 100 - train_f``, ``ra = train_r``, ``ta = test_r`` (class-level) or ``test`` (data-level).
     - ``mia_efficacy``: ``salun_mia_efficacy`` with the test set filtered to the kept classes for class-level,
       as SalUn filters its test loader.
@@ -47,6 +50,8 @@ def evaluate_predictions(
         test: Outputs on the full test set.
         forgotten_classes: Classes removed entirely (class-level), or ``()`` for data-level forgetting.
         seed: Seed of the ASR attack.
+        balanced_asr: Also fit the balanced attack (``asr_balanced``); ``False`` leaves it ``None`` (tuning, whose
+            objective does not use it, saves one attack fit per evaluation).
 
     Returns:
         Dict keyed by ``ALL_METRICS`` in that order; values are floats in [0, 100] or ``None``.
@@ -73,6 +78,7 @@ def evaluate_predictions(
         "test_r": test_r,
         "test_f": test_f,
         "asr": laf_asr(retain, forget, test, seed=seed),
+        "asr_balanced": laf_asr_balanced(retain, forget, test, seed=seed) if balanced_asr else None,
         "ua": 100.0 - train_f,
         "ra": train_r,
         "ta": test_r if test_r is not None else test_acc,
@@ -94,6 +100,9 @@ def _mean_abs_gap(
 
 def gap_laf(method: Mapping[str, float | None], retrain: Mapping[str, float | None]) -> float | None:
     """Mean absolute gap to Retrain over Train_r, Train_f, Test_r (or Test) and ASR; closer to Retrain is better.
+
+    ASR is ``asr``, scored as LAF's code scores it (``laf_asr``); ``asr_balanced`` is reported beside it but is
+    not a term.
 
     LAF and MixUnlearn report no averaged gap; this is the project's one-number summary of their "closer to
     Retrain" rule. Test_r is used when both sides have it (class-level), otherwise Test (data-level). A term

@@ -1,13 +1,15 @@
 """Membership-inference attacks used to verify forgetting.
 
 Two different attacks live here, named after the protocol they reproduce, because their numbers are not
-comparable:
+comparable (and LAF's in two scorings):
 
-- ``laf_asr``: the LAF / MixUnlearn "ASR" (XGBoost on sorted softmax vectors, accuracy on forget vs test).
+- ``laf_asr``: the LAF / MixUnlearn "ASR" as LAF's released code computes it (XGBoost on sorted softmax
+  vectors; accuracy on *all* forget samples vs the test samples the shadow model did not use: imbalanced).
+- ``laf_asr_balanced``: the same attack scored on equally many forget and held-out test samples.
 - ``salun_mia_efficacy``: the SalUn / l1-sparse "MIA-Efficacy" (SVC on the true-label confidence, share of the
   forget set called non-member).
 
-Both are pure functions of ``Predictions``; the seeded one takes its seed explicitly.
+All are pure functions of ``Predictions``; the seeded ones take their seed explicitly.
 """
 
 from __future__ import annotations
@@ -36,7 +38,103 @@ def laf_asr(
     n_trees: int = 100,
     max_shadow: int = 5000,
 ) -> float:
-    """LAF / MixUnlearn attack success rate (ASR) in percent.
+    """LAF / MixUnlearn attack success rate (ASR) in percent, as LAF's released code computes it.
+
+    Read from ``ShaofeiShen768/LAF`` (``Train.train_attack_model`` and ``Train.attack``, called from LAF.ipynb):
+    the shadow model learns retained training samples (members) vs the first half of the test set (at most 5,000,
+    non-members); the attack is then scored on **all** forget samples (members) together with the test samples the
+    shadow model did not use, as many as there are forget samples when the test set has that many. The evaluation
+    set is therefore imbalanced toward the forget side whenever the forget set is larger than the unused half of
+    the test set (LAF's CIFAR-10 data-level setup: about 0.68 of it), and the accuracy weighs the forget side by
+    that share. Use ``laf_asr_balanced`` for the balanced version. As there, the target is Retrain's own ASR,
+    never 50 (see ``laf_asr_balanced``).
+
+    Recipe:
+        1. Features: each softmax vector sorted in descending order (LAF sorts ascending; a permutation of the
+           same features, which the trees do not depend on).
+        2. Shuffle the test set with ``numpy.random.default_rng(seed)`` (LAF reads it in stored order, which here
+           may be sorted by class). The first ``n_shadow = min(len(test) // 2, max_shadow, len(retain))`` are the
+           shadow non-members; shadow members are a random retain subset of the same size.
+        3. Fit ``xgboost.XGBClassifier`` (``n_trees`` trees, hist) on shadow members (1) vs non-members (0).
+        4. ASR = accuracy on every forget sample (label 1) plus the next ``min(len(forget), len(test) - n_shadow)``
+           shuffled test samples (label 0).
+
+    Args:
+        retain: Evaluated model's outputs on the retain set.
+        forget: Evaluated model's outputs on the forget set.
+        test: Evaluated model's outputs on the full test set.
+        seed: Seeds every sampling step and the classifier; same inputs and seed give the same ASR.
+        n_trees: Number of boosted trees.
+        max_shadow: Upper bound on the shadow set size per side (LAF: 5,000).
+
+    Returns:
+        Attack accuracy in percent (0-100).
+
+    Raises:
+        ValueError: if forget is empty, the test set has fewer than 2 samples, or the retain set is empty.
+    """
+    if len(forget) == 0 or len(test) < 2:
+        raise ValueError(f"ASR needs a non-empty forget set and >= 2 test samples (got {len(forget)}, {len(test)})")
+    n_shadow = min(len(test) // 2, max_shadow, len(retain))
+    if n_shadow == 0:
+        raise ValueError("ASR needs a non-empty retain set and a non-empty max_shadow")
+    rng = np.random.default_rng(seed)
+    test_order = rng.permutation(len(test))
+    shadow_nonmembers = test_order[:n_shadow]
+    eval_nonmembers = test_order[n_shadow : n_shadow + len(forget)]
+    shadow_members = rng.choice(len(retain), size=n_shadow, replace=False)
+    every_forget = np.arange(len(forget))
+    return _attack_accuracy(
+        (retain, shadow_members),
+        (test, shadow_nonmembers),
+        (forget, every_forget),
+        (test, eval_nonmembers),
+        seed,
+        n_trees,
+    )
+
+
+def _attack_accuracy(
+    shadow_members: tuple[Predictions, np.ndarray],
+    shadow_nonmembers: tuple[Predictions, np.ndarray],
+    eval_members: tuple[Predictions, np.ndarray],
+    eval_nonmembers: tuple[Predictions, np.ndarray],
+    seed: int,
+    n_trees: int,
+) -> float:
+    """Fit the XGBoost attack on the shadow rows (members 1, non-members 0) and return its accuracy in percent on
+    the evaluation rows; each argument is (predictions, row positions)."""
+
+    def features(part: tuple[Predictions, np.ndarray]) -> np.ndarray:
+        predictions, rows = part
+        return _sorted_probs(predictions)[rows]
+
+    def labelled(
+        members: tuple[Predictions, np.ndarray], nonmembers: tuple[Predictions, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = np.concatenate([features(members), features(nonmembers)])
+        y = np.concatenate([np.ones(len(members[1]), dtype=np.int64), np.zeros(len(nonmembers[1]), dtype=np.int64)])
+        return x, y
+
+    x_shadow, y_shadow = labelled(shadow_members, shadow_nonmembers)
+    x_eval, y_eval = labelled(eval_members, eval_nonmembers)
+    # Two threads keep the result reproducible and avoid oversubscribing cores shared with the GPU feeder.
+    import xgboost  # imported on first use: a CLI that fits no attack starts seconds faster
+
+    attacker = xgboost.XGBClassifier(n_estimators=n_trees, random_state=seed, n_jobs=2, tree_method="hist")
+    attacker.fit(x_shadow, y_shadow)
+    return float(np.mean(attacker.predict(x_eval) == y_eval) * 100.0)
+
+
+def laf_asr_balanced(
+    retain: Predictions,
+    forget: Predictions,
+    test: Predictions,
+    seed: int,
+    n_trees: int = 100,
+    max_shadow: int = 5000,
+) -> float:
+    """LAF's attack scored on a balanced evaluation set, in percent (the project's ASR before issue #9).
 
     This is *not* SalUn's MIA-Efficacy: it is a balanced attack accuracy on forget-vs-test, so 50 means the
     forget set is indistinguishable from unseen data. Retrain does not score 50 in practice (the LAF and
@@ -45,7 +143,7 @@ def laf_asr(
     while the test set spans all classes. The target is therefore Retrain's own ASR ("closer to Retrain is
     better"), never 50.
 
-    Recipe (LAF, as described in the MixUnlearn method notes):
+    Recipe (``laf_asr``'s attack, with a balanced evaluation set):
         1. Features: each softmax vector sorted in descending order.
         2. Shuffle the test set with ``numpy.random.default_rng(seed)``. The first
            ``n_eval = min(len(forget), len(test) // 2)`` shuffled test samples are held out as evaluation
@@ -83,18 +181,14 @@ def laf_asr(
     shadow_members = rng.choice(len(retain), size=n_shadow, replace=False)
     eval_members = rng.choice(len(forget), size=n_eval, replace=False)
 
-    retain_features, forget_features, test_features = (_sorted_probs(p) for p in (retain, forget, test))
-    x_shadow = np.concatenate([retain_features[shadow_members], test_features[shadow_nonmembers]])
-    y_shadow = np.concatenate([np.ones(n_shadow, dtype=np.int64), np.zeros(n_shadow, dtype=np.int64)])
-    x_eval = np.concatenate([forget_features[eval_members], test_features[eval_nonmembers]])
-    y_eval = np.concatenate([np.ones(n_eval, dtype=np.int64), np.zeros(n_eval, dtype=np.int64)])
-
-    # Two threads keep the result reproducible and avoid oversubscribing cores shared with the GPU feeder.
-    import xgboost  # imported on first use: a CLI that fits no attack starts seconds faster
-
-    attacker = xgboost.XGBClassifier(n_estimators=n_trees, random_state=seed, n_jobs=2, tree_method="hist")
-    attacker.fit(x_shadow, y_shadow)
-    return float(np.mean(attacker.predict(x_eval) == y_eval) * 100.0)
+    return _attack_accuracy(
+        (retain, shadow_members),
+        (test, shadow_nonmembers),
+        (forget, eval_members),
+        (test, eval_nonmembers),
+        seed,
+        n_trees,
+    )
 
 
 def salun_mia_efficacy(retain: Predictions, forget: Predictions, test: Predictions) -> float:

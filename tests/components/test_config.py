@@ -158,6 +158,29 @@ def test_invalid_parameter_is_a_one_line_config_error_naming_it(override: str, w
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["bench.tuning.seeds=[100, 3]", "bench.seeds=[0, 101]", "bench.report_seeds.svhn=[102]"],
+)
+def test_tuning_seeds_that_share_a_reporting_seed_are_a_one_line_error(override: str) -> None:
+    with pytest.raises(ConfigError, match=r"invalid parameter bench: .*tuning must not select on a seed") as error:
+        load_config(REPO_PARAMS, [override])
+    assert "\n" not in str(error.value)
+
+
+def test_the_shipped_tuning_seeds_are_three_and_disjoint_from_every_reporting_seed() -> None:
+    bench = load_config(REPO_PARAMS).bench
+    assert len(bench.tuning.seeds) >= 3
+    assert not set(bench.tuning.seeds) & set(bench.reporting_seeds())
+    assert bench.report_seeds_of("digits") == [0, 1, 2, 3, 4]
+    assert bench.report_seeds_of("fashion_mnist") == [0, 1, 2]
+    assert bench.report_seeds_of("svhn") == [0, 1, 2]
+    with pytest.raises(ConfigError, match=r"include reporting seed\(s\) \[4\]"):
+        bench.check_tuning_seeds([4, 100])
+    with pytest.raises(ConfigError, match=r"include tuning seed\(s\) \[100\]"):
+        bench.check_reporting_seeds([0, 100])
+
+
 def test_config_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="invalid parameter"):
         config_from_mapping({"data": {"val_fraction": 0.7}})

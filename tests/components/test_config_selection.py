@@ -47,12 +47,37 @@ def test_pinned_keys_are_never_taken_from_the_tuned_layer() -> None:
     section = UnlearnSection(
         defaults={"mixunlearn": {"lr": 1.0, "tau_gen": 2.0}},
         tuned={"digits": {"class": {"mixunlearn": {"lr": 9.0, "tau": 9.0, "epochs": 9}}}},
-        pinned={"mixunlearn": ["lr", "tau_gen"]},
+        explicit={"defaults": {"mixunlearn": {"lr": 1.0, "tau_gen": 2.0}}},
     )
     # when
     merged = section.settings("mixunlearn", "digits", "class", "mixunlearn")
     # then: pinning one temperature pins its shorthand too; unpinned tuned keys still apply
     assert merged == {"lr": 1.0, "tau_gen": 2.0, "epochs": 9}
+
+
+def test_an_explicit_default_beats_the_kinds_layer_and_an_explicit_kind_beats_it() -> None:
+    # given params.yaml's kinds set lr for both kinds; --set gives a default lr, and a class lr
+    section = UnlearnSection(
+        defaults={"mixunlearn": {"lr": 1.0}},
+        kinds={"class": {"mixunlearn": {"lr": 5.0}}, "sample": {"mixunlearn": {"lr": 6.0}}},
+        explicit={"defaults": {"mixunlearn": {"lr": 1.0}}, "class": {"mixunlearn": {"lr": 5.0}}},
+    )
+    # when / then: the kind's --set wins for its kind; the default's --set wins over params.yaml's other kind
+    assert section.settings("mixunlearn", "digits", "class")["lr"] == 5.0
+    assert section.settings("mixunlearn", "digits", "sample")["lr"] == 1.0
+
+
+def test_an_explicit_tau_beats_temperatures_a_lower_layer_set_one_by_one() -> None:
+    # given params.yaml's class kind sets tau_mix, and --set gives tau
+    section = UnlearnSection(
+        defaults={"mixunlearn": {"tau": 2.0}},
+        kinds={"class": {"mixunlearn": {"tau_mix": 8.0}}},
+        explicit={"defaults": {"mixunlearn": {"tau": 2.0}}},
+    )
+    # when
+    config = build_config("mixunlearn", section.settings("mixunlearn", "digits", "class", "mixunlearn"))
+    # then: all three temperatures are the explicit tau
+    assert (config.tau_mix, config.tau_real, config.tau_gen) == (2.0, 2.0, 2.0)
 
 
 def test_scenario_entry_beats_kind_entry() -> None:
@@ -160,13 +185,23 @@ def test_load_config_skips_an_absent_tuned_file(tmp_path: Path) -> None:
 
 
 def test_explicit_tuned_wins_over_the_tuned_file(tmp_path: Path) -> None:
-    # given a tuned file, and a tuned entry set by an override
+    # given a tuned file
     params = _write(tmp_path / "params.yaml", {"unlearn": {"tuned_file": "tuned.yaml"}})
     _write(tmp_path / "tuned.yaml", TUNED)
-    # when
-    config = load_config(params, ["unlearn.tuned.digits.class.mixunlearn.lr=0.5"])
-    # then: the file is not read at all
-    assert config.unlearn.tuned == {"digits": {"class": {"mixunlearn": {"lr": 0.5}}}}
+    # when: the whole selection is given by an override, and separately one entry is added
+    replaced = load_config(params, ["unlearn.tuned={digits: {class: {mixunlearn: {lr: 0.5}}}}"])
+    added = load_config(params, ["unlearn.tuned.digits.class.mixunlearn.lr=0.5"])
+    # then: a whole mapping replaces the file's; one key joins the file's entries
+    assert replaced.unlearn.tuned == {"digits": {"class": {"mixunlearn": {"lr": 0.5}}}}
+    assert added.unlearn.tuned == {"digits": {**TUNED["digits"], "class": {"mixunlearn": {"lr": 0.5}}}}
+
+
+def test_a_tuned_mapping_in_params_is_used_instead_of_the_file(tmp_path: Path) -> None:
+    params = _write(
+        tmp_path / "params.yaml", {"unlearn": {"tuned_file": "tuned.yaml", "tuned": {"svhn": {"class": {}}}}}
+    )
+    _write(tmp_path / "tuned.yaml", TUNED)
+    assert load_config(params).unlearn.tuned == {"svhn": {"class": {}}}
 
 
 def test_malformed_tuned_file_is_a_config_error(tmp_path: Path) -> None:
@@ -187,7 +222,37 @@ def test_set_wins_over_the_tuned_file(tmp_path: Path) -> None:
     # then: the --set value wins; the tuned lr (not set) still applies
     settings = config.unlearn.settings("mixunlearn", "digits", "class", "mixunlearn", "class:0")
     assert settings == {"tau": 2.0, "lr": 0.001}
-    assert config.unlearn.pinned == {"mixunlearn": ["tau"]}
+    assert config.unlearn.explicit == {"defaults": {"mixunlearn": {"tau": 2.0}}}
+
+
+def test_set_wins_over_params_kinds_and_the_tuned_file_for_every_kind(tmp_path: Path) -> None:
+    # given params.yaml's kinds set lr (as the shipped params.yaml does) and a tuned lr for class:0
+    params = _write(
+        tmp_path / "params.yaml",
+        {
+            "unlearn": {
+                "kinds": {"class": {"mixunlearn": {"lr": 0.01}}, "sample": {"mixunlearn": {"lr": 0.02}}},
+                "tuned_file": "tuned.yaml",
+            }
+        },
+    )
+    _write(tmp_path / "tuned.yaml", TUNED)
+    # when: an explicit default lr, given twice (the last one counts)
+    config = load_config(params, ["unlearn.defaults.mixunlearn.lr=0.5", "unlearn.defaults.mixunlearn.lr=0.25"])
+    # then: the explicit value reaches every kind and scenario, and the method config built from it
+    for kind, scenario in (("class", "class:0"), ("class", None), ("sample", None)):
+        assert config.unlearn.method_config("mixunlearn", "digits", kind, scenario).lr == 0.25
+
+
+def test_set_inside_the_tuned_selection_edits_the_tuned_file(tmp_path: Path) -> None:
+    # given a tuned file with lr and tau for digits class:0
+    params = _write(tmp_path / "params.yaml", {"unlearn": {"tuned_file": "tuned.yaml"}})
+    _write(tmp_path / "tuned.yaml", TUNED)
+    # when one tuned key is overridden
+    config = load_config(params, ["unlearn.tuned.digits.class:0.mixunlearn.lr=0.5"])
+    # then the rest of the file still applies (it is not replaced by the one key)
+    settings = config.unlearn.settings("mixunlearn", "digits", "class", "mixunlearn", "class:0")
+    assert settings == {"lr": 0.5, "tau": 4.0}
 
 
 def test_method_config_is_the_typed_validated_config(tmp_path: Path) -> None:
@@ -216,6 +281,20 @@ def test_bad_method_settings_fail_when_the_config_loads(overrides: list[str], me
     with pytest.raises(ConfigError, match=message) as error:
         load_config(None, overrides)
     assert "\n" not in str(error.value)
+
+
+def test_a_set_default_that_both_kinds_of_params_set_takes_effect() -> None:
+    # given params-level kinds (here given as plain document values) that both set epochs
+    section = UnlearnSection(
+        defaults={"mixunlearn": {"epochs": 5}},
+        kinds={"class": {"mixunlearn": {"epochs": 3}}, "sample": {"mixunlearn": {"epochs": 1}}},
+        explicit={"defaults": {"mixunlearn": {"epochs": 5}}},
+    )
+    # when / then: no "never takes effect" error, and both kinds get the explicit value
+    from components.config import validate_method_settings
+
+    validate_method_settings(section)
+    assert {section.settings("mixunlearn", "digits", kind)["epochs"] for kind in ("class", "sample")} == {5}
 
 
 def test_a_defaults_key_that_both_kinds_set_is_an_error() -> None:

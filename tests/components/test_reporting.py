@@ -17,6 +17,7 @@ from components.reporting import (
     ranking_table,
     results_document,
     summarise,
+    upgrade_asr,
     write_results,
 )
 
@@ -150,3 +151,26 @@ def test_contract_checker_rejects_a_broken_document(tmp_path: Path, check_result
     # then
     assert checked.returncode == 1
     assert "rows[0]: missing 'seconds'" in checked.stdout
+
+
+def test_a_document_from_before_the_laf_code_asr_is_shown_in_todays_terms() -> None:
+    # given a results document written before asr_protocol existed: its asr was the balanced attack
+    old = results_document("digits", "random:0.1", ROWS)
+    old.pop("asr_protocol")
+    # when
+    upgraded = upgrade_asr(old)
+    # then: the old value is asr_balanced, asr is unmeasured, and Gap LAF spans the three accuracy terms
+    assert [row["asr_balanced"] for row in upgraded["rows"]] == [row["asr"] for row in ROWS]
+    assert all(row["asr"] is None for row in upgraded["rows"])
+    mix = _by_method(upgraded["summary"])["mixunlearn"]
+    assert mix["asr_mean"] is None
+    assert mix["asr_balanced_mean"] == pytest.approx(52)
+    assert mix["gap_laf"] == pytest.approx((4 + 7 + 3) / 3)
+    assert "ASR bal." in markdown_table(upgraded)
+    assert "LAF-code ASR was not measured" in upgraded["note"]
+    assert "asr_protocol" not in old  # the input is left as it was
+
+
+def test_a_current_document_is_not_changed_by_the_upgrade() -> None:
+    document = results_document("digits", "random:0.1", ROWS)
+    assert upgrade_asr(document) == document

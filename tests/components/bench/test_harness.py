@@ -160,6 +160,7 @@ def test_cli_bench_user_errors_exit_2_with_one_line(
     [
         (["--methods", "original,nope"], "unknown method 'nope'"),
         (["--seeds", "0,x"], "--seeds must be a comma-separated list of integers"),
+        (["--seeds", "0,101"], "include tuning seed(s) [101]"),
         (["--set", "data.val_fraction=0.7"], "invalid parameter data.val_fraction"),
     ],
 )

@@ -115,6 +115,21 @@ def test_merge_refuses_mixed_scenarios(
     assert not (tmp_path / "merged").exists()
 
 
+def test_merge_refuses_to_average_two_asr_scorings(
+    merge_results: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given one seed scored before the LAF-code ASR (no asr_protocol) and one after
+    old = per_seed_document(0)
+    old.pop("asr_protocol")
+    first, second = write(tmp_path / "old.json", old), write(tmp_path / "new.json", per_seed_document(1))
+    # when
+    with pytest.raises(SystemExit) as exited:
+        run_main(merge_results, monkeypatch, str(tmp_path / "merged"), str(first), str(second))
+    # then
+    assert "mix ASR scorings" in str(exited.value.code)
+    assert not (tmp_path / "merged").exists()
+
+
 @pytest.mark.slow  # a fresh interpreter importing torch (~3.5 s); the merge logic is tested in-process above
 def test_merge_script_exits_non_zero_from_the_command_line(tmp_path: Path) -> None:
     # given
@@ -206,3 +221,39 @@ def test_tuning_merge_keeps_other_scenarios_and_datasets(tune_all: ModuleType) -
     assert merged["digits"] == {"class:0": {"ft": {"lr": 0.1}}}
     assert merged["fashion_mnist"]["class:0"] == {"rl": {"lr": 1.0}}
     assert merged["fashion_mnist"]["random:0.1"] == {"ft": {"lr": 0.2}, "rl": {"lr": 0.3}}
+
+
+def test_tuning_report_states_grid_size_edges_and_collapse(tune_all: ModuleType) -> None:
+    # given two methods' tuning entries, one of which collapsed at every point
+    entries = [
+        {
+            "scenario": "class:0",
+            "method": "scrub",
+            "grid_size": 9,
+            "seeds": [100, 101, 102],
+            "selected": {"lr": 5e-4},
+            "validation_gap": 3.5,
+            "edge_keys": [],
+            "collapsed_points": 0,
+            "all_collapsed": False,
+        },
+        {
+            "scenario": "class:0",
+            "method": "ga",
+            "grid_size": 12,
+            "seeds": [100, 101, 102],
+            "selected": {"lr": 1e-6},
+            "validation_gap": 30.0,
+            "edge_keys": ["lr"],
+            "collapsed_points": 12,
+            "all_collapsed": True,
+        },
+    ]
+    # when
+    table = tune_all.report_table(entries)
+    # then: one row each, sorted by method, with size, seeds, edge keys and the collapse stated
+    rows = table.splitlines()[2:]
+    assert rows[0].startswith("| class:0 | ga | 12 | 100,101,102 |")
+    assert "| lr | **all 12 collapsed** |" in rows[0]
+    assert rows[1].startswith("| class:0 | scrub | 9 |")
+    assert rows[1].endswith("| – | 0/9 |")

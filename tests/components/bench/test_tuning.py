@@ -18,15 +18,28 @@ from typer.testing import CliRunner
 
 from components.bench import tuning
 from components.bench.harness import BenchRequest
-from components.bench.tuning import TuningResult, expand_grid, tune_method, validation_gap
+from components.bench.tuning import (
+    GridPoint,
+    TuningResult,
+    check_grid_against_set,
+    edge_keys,
+    expand_grid,
+    grid_size,
+    load_grids,
+    tune_method,
+    utility,
+    validation_gap,
+)
 from components.cli import app
 from components.config import PipelineConfig, load_config
+from components.unlearning.base import build_config
 
 REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 SHRINK = ["train.recipes.digits.epochs=2", "base.device=cpu"]
 # epochs in the grid too: the tuned layer is the only one that beats kinds.<kind>.mixunlearn.epochs
 GRID = {"epochs": [1], "lr": [1e-3, 1e-5]}
 SAMPLE_SCENARIO = "data:0.4:5-9"
+TUNING_SEED = 100  # params.yaml's tuning seeds are disjoint from the reporting seeds; the CLI refuses seed 0
 
 
 def test_expand_grid_is_the_product_in_key_order() -> None:
@@ -131,7 +144,9 @@ def shrunk(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, Pa
 
 
 def _request(config: PipelineConfig, scenario: str) -> BenchRequest:
-    return BenchRequest(dataset="digits", scenario=scenario, methods=("mixunlearn",), seeds=(0,), config=config)
+    return BenchRequest(
+        dataset="digits", scenario=scenario, methods=("mixunlearn",), seeds=(TUNING_SEED,), config=config
+    )
 
 
 def _assert_sorted_grid_points(result: TuningResult) -> None:
@@ -221,7 +236,7 @@ def test_cli_tune_writes_the_winner_and_keeps_other_entries(
     selected.write_text(yaml.safe_dump(before))
     expected = tune_method("mixunlearn", GRID, _request(config, SAMPLE_SCENARIO)).points[0].settings
     # when
-    args = _cli_args(cache_dir, grids, selected, "--dataset", "digits", "--scenario", SAMPLE_SCENARIO, "--seeds", "0")
+    args = _cli_args(cache_dir, grids, selected, "--dataset", "digits", "--scenario", SAMPLE_SCENARIO, "--seeds", "100")
     result = CliRunner().invoke(app, args)
     # then
     assert result.exit_code == 0, result.output
@@ -272,7 +287,132 @@ def test_cli_tune_into_an_empty_tuned_file(shrunk: tuple[PipelineConfig, Path], 
     selected = tmp_path / "tuned.yaml"
     selected.touch()
     # when
-    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, selected, "--scenario", "class:0", "--seeds", "0"))
+    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, selected, "--scenario", "class:0", "--seeds", "100"))
     # then
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(selected.read_text()) == {"digits": {"class:0": {"mixunlearn": {"epochs": 1, "lr": 1e-3}}}}
+
+
+def test_grid_size_and_edge_keys() -> None:
+    grid = {"lr": [1e-4, 1e-3, 1e-2], "epochs": [3], "alpha": [0.1, 0.5]}
+    assert grid_size(grid) == 6
+    # lr in the middle, epochs not varied, alpha at an end
+    assert edge_keys(grid, {"lr": 1e-3, "epochs": 3, "alpha": 0.5}) == ["alpha"]
+    assert edge_keys(grid, {"lr": 1e-2, "epochs": 3, "alpha": 0.1}) == ["lr", "alpha"]
+
+
+def test_utility_is_kept_class_accuracy_when_classes_are_forgotten() -> None:
+    assert utility({"test": 50.0, "test_r": 90.0}) == 90.0
+    assert utility({"test": 70.0, "test_r": None}) == 70.0
+
+
+def test_all_collapsed_only_when_every_point_collapsed() -> None:
+    some = TuningResult("class", (GridPoint({}, 1.0, 0.1, collapsed=True), GridPoint({}, 2.0, 0.1)))
+    every = TuningResult("class", (GridPoint({}, 1.0, 0.1, collapsed=True),) * 2)
+    assert not some.all_collapsed
+    assert every.all_collapsed
+
+
+def test_a_dataset_section_replaces_a_methods_grid_on_that_dataset(tmp_path: Path) -> None:
+    # given a top-level grid for ga and scrub, and a fashion_mnist section that resizes ga
+    path = tmp_path / "grids.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "ga": {"lr": [1e-5, 1e-4]},
+                "scrub": {"alpha": [0.5]},
+                "fashion_mnist": {"ga": {"lr": [1e-6, 1e-5, 3e-5], "epochs": [1, 3]}},
+            }
+        )
+    )
+    # when
+    digits, fashion = load_grids(path, "digits"), load_grids(path, "fashion_mnist")
+    # then: the section is a dataset's, never a method's; ga is replaced whole on fashion_mnist only
+    assert digits == {"ga": {"lr": [1e-5, 1e-4]}, "scrub": {"alpha": [0.5]}}
+    assert fashion == {"ga": {"lr": [1e-6, 1e-5, 3e-5], "epochs": [1, 3]}, "scrub": {"alpha": [0.5]}}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"ga": {"lr": [1.0]}, "fashion_mnist": {"nope": {"lr": [1.0]}}},
+            "fashion_mnist section has a grid for 'nope'",
+        ),
+        ({"ga": {"lr": 1.0}}, "the grid of ga must map keys to lists"),
+        ({"ga": {"lr": [1.0]}, "fashion_mnist": [1]}, "the fashion_mnist section must map"),
+    ],
+)
+def test_malformed_grids_fail_with_one_line(tmp_path: Path, document: dict[str, Any], message: str) -> None:
+    path = tmp_path / "grids.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ValueError, match=message):
+        load_grids(path, "fashion_mnist")
+
+
+@pytest.mark.parametrize("dataset", ["digits", "fashion_mnist"])
+def test_the_repository_grids_are_valid_and_of_one_size_order(dataset: str) -> None:
+    # given the shipped grids with the dataset's section applied
+    grids = load_grids(REPO_PARAMS.parent / "grids.yaml", dataset)
+    # then: every method's grid has 4 to 12 points, and every point is a valid setting of its method
+    sizes = {method: grid_size(grid) for method, grid in grids.items()}
+    assert all(4 <= size <= 12 for size in sizes.values()), sizes
+    for method, grid in grids.items():
+        for point in expand_grid(grid):
+            build_config(method, point)
+
+
+def test_scrub_on_fashion_mnist_uses_sgd_with_momentum_as_its_reference_code() -> None:
+    grid = load_grids(REPO_PARAMS.parent / "grids.yaml", "fashion_mnist")["scrub"]
+    configs = [build_config("scrub", point) for point in expand_grid(grid)]
+    assert {(config.optimizer, config.momentum) for config in configs} == {("sgd", 0.9)}
+
+
+def test_a_set_key_the_grid_varies_is_a_conflict_naming_both_values() -> None:
+    # given --set pins scrub's lr and the mixunlearn tau (a shorthand); the grids vary lr and tau_mix
+    config = load_config(None, ["unlearn.defaults.scrub.lr=0.01", "unlearn.kinds.class.mixunlearn.tau=2.0"])
+    # when / then
+    with pytest.raises(
+        ValueError, match=r"unlearn\.defaults\.scrub\.lr=0\.01 conflicts with the scrub grid's lr: \[0\.1, 0\.2\]"
+    ):
+        check_grid_against_set("scrub", {"lr": [0.1, 0.2]}, config.unlearn)
+    with pytest.raises(ValueError, match=r"kinds\.class\.mixunlearn\.tau=2\.0 conflicts .* tau_mix"):
+        check_grid_against_set("mixunlearn", {"tau_mix": [1.0, 4.0]}, config.unlearn)
+    check_grid_against_set("scrub", {"alpha": [0.1]}, config.unlearn)  # other keys are free
+
+
+def test_cli_tune_refuses_a_reporting_seed_before_any_data(
+    shrunk: tuple[PipelineConfig, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given
+    _, cache_dir = shrunk
+    grids = tmp_path / "grids.yaml"
+    grids.write_text(yaml.safe_dump({"mixunlearn": GRID}))
+    monkeypatch.setattr(tuning, "load_dataset", lambda *a, **k: pytest.fail("data loaded before the seed check"))
+    # when
+    result = CliRunner().invoke(app, _cli_args(cache_dir, grids, tmp_path / "tuned.yaml", "--seeds", "100,2"))
+    # then
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "include reporting seed(s) [2]" in lines[0]
+    assert not (tmp_path / "tuned.yaml").exists()
+
+
+def test_a_method_that_ruins_the_model_is_reported_collapsed(
+    shrunk: tuple[PipelineConfig, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a method whose every model answers class 9 whatever the input (about a tenth of Retrain's accuracy)
+    config, _ = shrunk
+
+    class Constant(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(len(x), 10)
+            logits[:, 9] = 1.0
+            return logits
+
+    monkeypatch.setattr(tuning, "run_method", lambda *args: (Constant(), 0.01))
+    # when
+    result = tune_method("ga", {"lr": [1e-3, 1e-2]}, _request(config, SAMPLE_SCENARIO))
+    # then
+    assert result.all_collapsed

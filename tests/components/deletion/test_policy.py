@@ -119,8 +119,15 @@ def test_serves_pool_compares_the_pool_fingerprint(stored: tuple[DataStore, Stor
 
 
 def test_reference_key_holds_the_pool_and_every_recipe_tag() -> None:
-    key = policy.reference_key("abc", {"recipe_sha256": "r", "seed": "0", "training_code_sha256": "c"})
-    assert key == {"pool_sha256": "abc", "recipe_sha256": "r", "seed": "0", "training_code_sha256": "c"}
+    tags = {tag: f"{tag}-value" for tag in policy.REFERENCE_TAGS}
+    key = policy.reference_key("abc", tags)
+    assert key == {"pool_sha256": "abc", **tags}
+
+
+def test_reference_key_refuses_a_partial_set_of_recipe_tags() -> None:
+    tags = {tag: "x" for tag in policy.REFERENCE_TAGS if tag != "training_code_sha256"}
+    with pytest.raises(ValueError, match="missing training_code_sha256"):
+        policy.reference_key("abc", tags)
 
 
 @pytest.mark.parametrize(("passed", "source"), [(True, "unlearned"), (False, "retrain")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 
 from components.config import load_config
 from components.data.types import DatasetBundle, ImageSet
+from components.deletion import policy
 from components.stages.context import RunContext, training_code_sha256
 from components.unlearning.mixunlearn import MixUnlearnConfig
 
@@ -107,7 +110,35 @@ def test_original_method_through_the_context_returns_an_equal_copy(context: RunC
 
 def test_recipe_tags_name_what_determines_a_trained_model(context: RunContext) -> None:
     tags = context.recipe_tags()
-    assert set(tags) == {"recipe_sha256", "model_arch", "seed", "training_code_sha256"}
+    assert set(tags) == set(policy.REFERENCE_TAGS)
     assert tags["training_code_sha256"] == training_code_sha256()[:16]
     other = RunContext.create(context.config, context.bundle, seed=context.seed + 1)
     assert other.recipe_tags()["seed"] != tags["seed"]
+
+
+def test_the_reference_key_changes_with_everything_that_changes_a_trained_model(context: RunContext) -> None:
+    # given one change of each kind: recipe, seed, architecture, preprocessing, training code, retained IDs
+    def key(ctx: RunContext, pool: str = "pool") -> dict[str, str]:
+        return policy.reference_key(pool, ctx.recipe_tags())
+
+    recipe = load_config(None, ["train.recipes.default.epochs=7", "train.recipes.digits.epochs=7"])
+    variants = {
+        "recipe": RunContext.create(recipe, context.bundle, seed=context.seed),
+        "seed": RunContext.create(context.config, context.bundle, seed=context.seed + 1),
+        "architecture": dataclasses.replace(context, architecture="another"),
+        "preprocessing": dataclasses.replace(context, bundle=dataclasses.replace(context.bundle, mean=(0.25,))),
+    }
+    base = key(context)
+    # then: each changes the key; the same context gives the same key
+    assert key(context) == base
+    for name, variant in variants.items():
+        assert key(variant) != base, name
+    assert key(context, "other pool") != base
+
+
+def test_the_training_code_hash_covers_the_loop_model_and_preprocessing_sources() -> None:
+    # the files whose edit changes what a recipe trains, hashed in this order
+    root = Path(__file__).resolve().parents[3] / "components"
+    files = ("training.py", "models/backbones.py", "runtime.py", "data/types.py")
+    expected = hashlib.sha256(b"".join((root / name).read_bytes() for name in files)).hexdigest()
+    assert training_code_sha256() == expected

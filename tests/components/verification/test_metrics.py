@@ -32,7 +32,7 @@ def _perfect(n: int, rng: np.random.Generator, classes: tuple[int, ...] = tuple(
 
 
 def test_metric_name_tuples() -> None:
-    assert LAF_METRICS == ("train_r", "train_f", "test", "test_r", "test_f", "asr")
+    assert LAF_METRICS == ("train_r", "train_f", "test", "test_r", "test_f", "asr", "asr_balanced")
     assert SALUN_METRICS == ("ua", "ra", "ta", "mia_efficacy")
     assert ALL_METRICS == LAF_METRICS + SALUN_METRICS
 
@@ -52,7 +52,22 @@ def test_perfect_data_level_predictions() -> None:
     assert result["ra"] == 100.0
     assert result["ta"] == result["test"]
     assert 0.0 <= result["asr"] <= 100.0
+    assert 0.0 <= result["asr_balanced"] <= 100.0
     assert 0.0 <= result["mia_efficacy"] <= 100.0
+
+
+def test_balanced_asr_can_be_left_out_without_changing_the_rest() -> None:
+    # given
+    rng = np.random.default_rng(0)
+    retain, forget, test = _perfect(200, rng), _perfect(50, rng), _perfect(200, rng)
+    # when
+    full = evaluate_predictions(retain, forget, test, forgotten_classes=(), seed=0)
+    lean = evaluate_predictions(retain, forget, test, forgotten_classes=(), seed=0, balanced_asr=False)
+    # then
+    assert lean["asr_balanced"] is None
+    assert {k: v for k, v in lean.items() if k != "asr_balanced"} == {
+        k: v for k, v in full.items() if k != "asr_balanced"
+    }
 
 
 def test_class_level_fields_and_filtered_mia_test(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,6 +157,12 @@ def test_gap_laf_falls_back_to_test_when_one_side_lacks_test_r() -> None:
     retrain = {**RETRAIN, "test_r": 88.0}
     method = {**RETRAIN, "test": 80.0, "test_r": None}
     assert gap_laf(method, retrain) == pytest.approx(2.0)
+
+
+def test_gap_laf_uses_the_laf_code_asr_not_the_balanced_one() -> None:
+    method = {**RETRAIN, "asr_balanced": 10.0}
+    assert gap_laf(method, {**RETRAIN, "asr_balanced": 90.0}) == 0.0
+    assert gap_laf({**RETRAIN, "asr": 73.0}, RETRAIN) == pytest.approx(2.0)
 
 
 def test_gap_skips_none_terms_and_returns_none_without_terms() -> None:

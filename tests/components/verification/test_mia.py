@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
-from components.verification.mia import laf_asr, salun_mia_efficacy
+from components.verification.mia import laf_asr, laf_asr_balanced, salun_mia_efficacy
 from components.verification.predictions import Predictions
 
 K = 10
+
+Attack = Callable[..., float]
 
 
 def _from_confidence(p_y: np.ndarray, rng: np.random.Generator) -> Predictions:
@@ -75,21 +79,51 @@ def test_mia_efficacy_rejects_empty_sets(rng: np.random.Generator) -> None:
         salun_mia_efficacy(some, some.subset(np.zeros(10, dtype=bool)), some)
 
 
-def test_asr_near_100_when_forget_is_confident_and_test_is_flat(rng: np.random.Generator) -> None:
+BOTH_SCORINGS = pytest.mark.parametrize("attack", [laf_asr, laf_asr_balanced], ids=["laf_code", "balanced"])
+
+
+@BOTH_SCORINGS
+def test_asr_near_100_when_forget_is_confident_and_test_is_flat(rng: np.random.Generator, attack: Attack) -> None:
     # given
     retain = _dirichlet(2000, 0.05, rng)
     forget = _dirichlet(400, 0.05, rng)
     test = _dirichlet(2000, 50.0, rng)
     # when
-    asr = laf_asr(retain, forget, test, seed=0, n_trees=30)
+    asr = attack(retain, forget, test, seed=0, n_trees=30)
     # then
     assert asr > 97.0
 
 
-def test_asr_near_50_when_all_sets_share_one_distribution(rng: np.random.Generator) -> None:
+@BOTH_SCORINGS
+def test_asr_near_50_when_all_sets_share_one_distribution(rng: np.random.Generator, attack: Attack) -> None:
     retain, forget, test = (_dirichlet(n, 0.5, rng) for n in (3000, 1000, 3000))
-    asr = laf_asr(retain, forget, test, seed=0, n_trees=30)
+    asr = attack(retain, forget, test, seed=0, n_trees=30)
     assert 42.0 < asr < 58.0
+
+
+def test_laf_code_asr_scores_every_forget_sample_against_the_unused_test_half(rng: np.random.Generator) -> None:
+    # given: a perfectly separable attack (confident members, flat non-members) and a forget set of 1,000 samples,
+    # half member-like and half non-member-like, against a test set of 400 (200 shadow, 200 left to score)
+    retain = _dirichlet(2000, 0.05, rng)
+    test = _dirichlet(400, 50.0, rng)
+    halves = (_dirichlet(500, 0.05, rng), _dirichlet(500, 50.0, rng))
+    forget = Predictions(np.concatenate([h.probs for h in halves]), np.concatenate([h.labels for h in halves]))
+    # when
+    imbalanced = laf_asr(retain, forget, test, seed=0, n_trees=30)
+    balanced = laf_asr_balanced(retain, forget, test, seed=0, n_trees=30)
+    # then: LAF's code weighs the forget side by its share, 1,000 of 1,200 -> (500 + 200) / 1,200 = 58.3%;
+    # the balanced scoring draws 200 forget samples against 200 test samples -> about (100 + 200) / 400 = 75%
+    assert imbalanced == pytest.approx(700 / 1200 * 100, abs=1.0)
+    assert 68.0 < balanced < 82.0
+
+
+def test_laf_code_asr_is_reproducible_and_rejects_degenerate_inputs(rng: np.random.Generator) -> None:
+    retain, forget, test = _dirichlet(300, 0.3, rng), _dirichlet(100, 0.3, rng), _dirichlet(300, 0.6, rng)
+    assert laf_asr(retain, forget, test, seed=3, n_trees=10) == laf_asr(retain, forget, test, seed=3, n_trees=10)
+    with pytest.raises(ValueError, match="forget"):
+        laf_asr(retain, forget.subset(np.arange(0)), test, seed=0)
+    with pytest.raises(ValueError, match="retain"):
+        laf_asr(retain.subset(np.arange(0)), forget, test, seed=0)
 
 
 def test_asr_is_reproducible_and_seeded(rng: np.random.Generator) -> None:
@@ -98,7 +132,7 @@ def test_asr_is_reproducible_and_seeded(rng: np.random.Generator) -> None:
     forget = _dirichlet(300, 0.3, rng)
     test = _dirichlet(800, 0.6, rng)
     # when
-    first, again, other = (laf_asr(retain, forget, test, seed=s, n_trees=20) for s in (1, 1, 2))
+    first, again, other = (laf_asr_balanced(retain, forget, test, seed=s, n_trees=20) for s in (1, 1, 2))
     # then
     assert first == again
     assert 0.0 <= other <= 100.0
@@ -109,12 +143,12 @@ def test_asr_caps_shadow_size_by_retain_and_max_shadow(rng: np.random.Generator)
     retain = _dirichlet(30, 0.05, rng)
     forget = _dirichlet(50, 0.05, rng)
     test = _dirichlet(400, 50.0, rng)
-    assert laf_asr(retain, forget, test, seed=0, n_trees=10, max_shadow=20) > 95.0
+    assert laf_asr_balanced(retain, forget, test, seed=0, n_trees=10, max_shadow=20) > 95.0
 
 
 def test_asr_rejects_degenerate_inputs(rng: np.random.Generator) -> None:
     some = _dirichlet(10, 1.0, rng)
     with pytest.raises(ValueError, match="forget"):
-        laf_asr(some, some.subset(np.arange(0)), some, seed=0)
+        laf_asr_balanced(some, some.subset(np.arange(0)), some, seed=0)
     with pytest.raises(ValueError, match="retain"):
-        laf_asr(some.subset(np.arange(0)), some, some, seed=0)
+        laf_asr_balanced(some.subset(np.arange(0)), some, some, seed=0)
