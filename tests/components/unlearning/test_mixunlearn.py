@@ -30,6 +30,7 @@ EXPECTED_METHODS = {
     "mixunlearn_no_real",
     "mixunlearn_no_mix",
     "mixunlearn_agnostic_no_sharpen",
+    "mixunlearn_teacher",
 }
 # name -> fields its switches must set (everything else keeps MixUnlearnConfig's default).
 ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
@@ -39,6 +40,7 @@ ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
     "mixunlearn_no_real": {"label_mode": "aware", "use_real_loss": False},
     "mixunlearn_no_mix": {"label_mode": "aware", "use_mix_loss": False},
     "mixunlearn_agnostic_no_sharpen": {"label_mode": "agnostic", "sharpen": False},
+    "mixunlearn_teacher": {"label_mode": "aware", "teacher": True},
 }
 FAST = {"epochs": 1, "batch_size": 8, "generator_interval": 1}
 
