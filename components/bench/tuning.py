@@ -8,6 +8,11 @@ score is the mean of the LAF gap and the SalUn gap to the paired Retrain model. 
 score because both protocols grade them: a setting that matches Retrain's accuracies while leaving the forget
 set more (or less) recognisable than Retrain's would otherwise win on accuracy alone. The grid point with the
 smallest mean validation gap wins; ties go to the earlier (cheaper) point.
+
+A grid is one block ``{key: [values]}`` (its cartesian product) or a list of blocks tuned in stages: each stage's
+points are the best setting so far with the stage's values on top, so a method with many knobs (MixUnlearn's lr,
+step budget, omega and three temperatures) is tuned in a few points per stage instead of their full product.
+Every evaluated point competes in the final ranking, so a later stage only replaces the winner if it does better.
 """
 
 from __future__ import annotations
@@ -45,6 +50,24 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Sequence[Any]]]
+
+
+def grid_stages(grid: Grid) -> list[Mapping[str, Sequence[Any]]]:
+    """The stages of ``grid``: one block, or each block of a list in order."""
+    if isinstance(grid, Mapping):
+        return [grid]
+    if isinstance(grid, Sequence) and not isinstance(grid, str) and grid:
+        if all(isinstance(stage, Mapping) for stage in grid):
+            return list(grid)
+    raise ValueError("a grid is {key: [values]} or a non-empty list of them (stages)")
+
+
+def grid_size(grid: Grid) -> int:
+    """Points evaluated at most (a stage point equal to an earlier one is not run again)."""
+    return sum(len(expand_grid(stage)) for stage in grid_stages(grid))
+
+
 def validation_metrics(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float | None]:
     """The bench's ten metrics with the validation split in the role of the test split (see module docstring)."""
     task = prepared.task
@@ -77,12 +100,13 @@ class TuningResult:
 
 def tune_method(
     method: str,
-    grid: Mapping[str, Sequence[Any]],
+    grid: Grid,
     request: BenchRequest,
     on_point: Callable[[GridPoint], None] = lambda point: None,
 ) -> TuningResult:
-    """Evaluate every grid point of ``method`` on the request's seeds."""
+    """Evaluate every grid point of ``method`` on the request's seeds, stage by stage (module docstring)."""
     get_method(method)
+    stages = grid_stages(grid)
     device = resolve_device(request.config.base.device)
     bundle = load_dataset(request.dataset, request.data_dir)
     cache = ModelCache(Path(request.config.bench.cache_dir))
@@ -94,16 +118,23 @@ def tune_method(
         raise ValueError(f"the scenario forgets whole classes for some seeds only ({request.scenario})")
     kind = kinds.pop()
     points: list[GridPoint] = []
-    for values in expand_grid(grid):
-        gaps, seconds = [], []
-        for prepared, reference in zip(prepared_seeds, references, strict=True):
-            tuned_request = _with_settings(request, method, bundle.name, request.scenario, values)
-            model, rte = run_method(method, prepared, tuned_request, ())
-            gaps.append(validation_gap(validation_metrics(model, prepared, batch), reference))
-            seconds.append(rte)
-        point = GridPoint(settings=values, validation_gap=float(np.mean(gaps)), seconds=float(np.mean(seconds)))
-        points.append(point)
-        on_point(point)
+    best: dict[str, Any] = {}
+    for stage in stages:
+        for values in expand_grid(stage):
+            settings = {**best, **values}
+            if any(point.settings == settings for point in points):
+                continue  # a stage may revisit the winner; it was measured already
+            gaps, seconds = [], []
+            for prepared, reference in zip(prepared_seeds, references, strict=True):
+                tuned_request = _with_settings(request, method, bundle.name, request.scenario, settings)
+                model, rte = run_method(method, prepared, tuned_request, ())
+                gaps.append(validation_gap(validation_metrics(model, prepared, batch), reference))
+                seconds.append(rte)
+            point = GridPoint(settings=settings, validation_gap=float(np.mean(gaps)), seconds=float(np.mean(seconds)))
+            points.append(point)
+            on_point(point)
+        if points:
+            best = dict(min(points, key=lambda point: point.validation_gap).settings)
     return TuningResult(kind=kind, points=tuple(sorted(points, key=lambda point: point.validation_gap)))
 
 
@@ -117,9 +148,14 @@ def _with_settings(
     return BenchRequest(**{**request.__dict__, "config": config})
 
 
-def load_grids(path: Path) -> dict[str, dict[str, list[Any]]]:
-    """Read ``{method: {key: [values]}}`` grids from YAML."""
+def load_grids(path: Path) -> dict[str, Grid]:
+    """Read ``{method: {key: [values]}}`` grids (or ``{method: [stage, ...]}``) from YAML."""
     document = yaml.safe_load(path.read_text()) or {}
     if not isinstance(document, dict):
         raise ValueError(f"{path} must map method names to grids")
+    for method, grid in document.items():
+        try:
+            grid_stages(grid)
+        except ValueError as error:
+            raise ValueError(f"{path}: {method}: {error}") from None
     return document

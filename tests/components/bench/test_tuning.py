@@ -18,7 +18,15 @@ from typer.testing import CliRunner
 
 from components.bench import tuning
 from components.bench.harness import BenchRequest
-from components.bench.tuning import TuningResult, expand_grid, tune_method, validation_gap
+from components.bench.tuning import (
+    TuningResult,
+    expand_grid,
+    grid_size,
+    grid_stages,
+    load_grids,
+    tune_method,
+    validation_gap,
+)
 from components.cli import app
 from components.config import PipelineConfig, load_config
 
@@ -178,6 +186,54 @@ def test_grid_points_differ_in_what_they_measure(shrunk: tuple[PipelineConfig, P
     # then: the settings reached the method (otherwise both points would measure the same model)
     gaps = {dict(point.settings)["lr"]: point.validation_gap for point in result.points}
     assert gaps[1e-3] != gaps[1e-5]
+
+
+def test_a_staged_grid_builds_each_stage_on_the_best_point_so_far(shrunk: tuple[PipelineConfig, Path]) -> None:
+    # given: stage 2 varies omega only; the point equal to stage 1's winner is not run twice
+    config, _ = shrunk
+    stages = [GRID, {"omega": [0.25, 1.0]}]
+    seen: list[dict[str, Any]] = []
+    # when
+    result = tune_method("mixunlearn", stages, _request(config, "class:0"), lambda p: seen.append(dict(p.settings)))
+    # then
+    stage_one = seen[:2]
+    winner = min(result.points[:], key=lambda point: point.validation_gap)
+    best_of_stage_one = min(
+        (point for point in result.points if "omega" not in point.settings), key=lambda point: point.validation_gap
+    )
+    assert stage_one == expand_grid(GRID)
+    assert seen[2:] == [{**best_of_stage_one.settings, "omega": 0.25}, {**best_of_stage_one.settings, "omega": 1.0}]
+    assert len(result.points) == 4
+    assert result.points[0] == winner
+
+
+def test_grid_stages_accepts_a_block_or_a_list_of_blocks() -> None:
+    assert grid_stages({"lr": [1.0]}) == [{"lr": [1.0]}]
+    assert grid_stages([{"lr": [1.0]}, {"tau": [2.0, 3.0]}]) == [{"lr": [1.0]}, {"tau": [2.0, 3.0]}]
+    assert grid_size([{"lr": [1.0, 2.0]}, {"tau": [2.0, 3.0, 4.0]}]) == 5
+    for bad in ([], "lr", [{"lr": [1.0]}, 3]):
+        with pytest.raises(ValueError, match="a grid is"):
+            grid_stages(bad)  # type: ignore[arg-type]
+
+
+def test_load_grids_names_the_method_of_a_malformed_grid(tmp_path: Path) -> None:
+    path = tmp_path / "grids.yaml"
+    path.write_text("mixunlearn: [1, 2]\n")
+    with pytest.raises(ValueError, match="mixunlearn: a grid is"):
+        load_grids(path)
+
+
+def test_every_shipped_grid_point_is_a_valid_setting_and_grids_stay_small() -> None:
+    # given
+    from components.unlearning.base import build_config
+
+    grids = load_grids(REPO_PARAMS.parent / "grids.yaml")
+    for method, grid in grids.items():
+        # then: no key a config would refuse, and the staged designs stay the order of the peers' 4-6 points
+        assert grid_size(grid) <= 16, method
+        for stage in grid_stages(grid):
+            for point in expand_grid(stage):
+                build_config(method, point)
 
 
 def test_tune_unknown_method_fails_before_any_data(monkeypatch: pytest.MonkeyPatch) -> None:
