@@ -57,9 +57,8 @@ def grid_stages(grid: Grid) -> list[Mapping[str, Sequence[Any]]]:
     """The stages of ``grid``: one block, or each block of a list in order."""
     if isinstance(grid, Mapping):
         return [grid]
-    if isinstance(grid, Sequence) and not isinstance(grid, str) and grid:
-        if all(isinstance(stage, Mapping) for stage in grid):
-            return list(grid)
+    if isinstance(grid, Sequence) and not isinstance(grid, str) and grid and all(isinstance(s, Mapping) for s in grid):
+        return list(grid)
     raise ValueError("a grid is {key: [values]} or a non-empty list of them (stages)")
 
 

@@ -88,7 +88,10 @@ class RetainedAccuracyGuard:
         return self.baseline - self.settings.max_drop
 
     def _snapshot(self) -> dict[str, Any]:
-        return {"model": copy.deepcopy(self.model.state_dict()), "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        return {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
 
     def check(self) -> Verdict:
         """Measure now: remember a passing state; otherwise restore the last one and back off (or stop)."""

@@ -332,8 +332,8 @@ class MixUnlearn:
             values["loss_real"] = real_loss.item()
         if config.teacher:
             assert batch.retain_teacher is not None
-            retain_logits = logits[offset : offset + n]
-            teacher_loss = F.kl_div(torch.log_softmax(retain_logits, dim=1), batch.retain_teacher, reduction="batchmean")
+            retain_log_probabilities = torch.log_softmax(logits[offset : offset + n], dim=1)
+            teacher_loss = F.kl_div(retain_log_probabilities, batch.retain_teacher, reduction="batchmean")
             loss = loss + config.teacher_weight * teacher_loss
             values["loss_teacher"] = teacher_loss.item()
         self.unlearner_optimizer.zero_grad(set_to_none=True)

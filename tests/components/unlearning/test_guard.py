@@ -97,7 +97,8 @@ def test_kept_class_heldout_drops_forgotten_classes_and_caps_the_size() -> None:
     kept = kept_class_heldout(heldout, retain_labels, max_samples=30, seed=0)
     capped_again = kept_class_heldout(heldout, retain_labels, max_samples=30, seed=0)
     # then
-    assert kept is not None and capped_again is not None
+    assert kept is not None
+    assert capped_again is not None
     assert len(kept.labels) == 30
     assert 0 not in kept.labels.tolist()
     assert torch.equal(kept.images, capped_again.images)  # seeded
