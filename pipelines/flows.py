@@ -109,7 +109,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             state = tasks.record_stage(
                 env, state, "snapshotted", data_md5=snapshot_after.md5, git_rev=snapshot_after.git_rev
             )
-        result = tasks.unlearn(context, env, original, batch, batch_data)  # rerun on resume: it is cheap
+        result = tasks.unlearn(context, env, original, batch, batch_data, stored.val)  # rerun on resume: it is cheap
         state = tasks.record_stage(env, state, "unlearned")
         mode = config.verify.mode
         certification = None
