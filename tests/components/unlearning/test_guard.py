@@ -181,3 +181,33 @@ def test_params_defaults_on_an_unseen_32x32x3_dataset_forget_the_class_without_c
     if lr_scale == 1.0:
         assert baseline >= 90.0  # the original learnt the set, so the bound is meaningful
         assert accuracy(result.model, task.forget) <= 10.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["mixunlearn", "mixunlearn_teacher"])
+def test_on_digits_an_aggressive_setting_keeps_kept_class_validation_accuracy_within_the_bound(
+    tmp_path: Path, method: str
+) -> None:
+    # given: digits class:0 through the bench's own preparation (original and retrain trained, val split attached),
+    # with an lr ten times params.yaml's and a 300-step budget
+    from components.bench.harness import BenchRequest, ModelCache, prepare_seed, run_method
+    from components.data.datasets import load_dataset
+
+    overrides = [
+        "base.device=cpu",
+        f"bench.cache_dir={tmp_path}",
+        "unlearn.kinds.class.mixunlearn.lr=0.01",
+        "unlearn.defaults.mixunlearn.steps=300",
+    ]
+    config = load_config(REPO_PARAMS, overrides)
+    request = BenchRequest("digits", "class:0", (method,), (0,), config)
+    prepared = prepare_seed(
+        request, load_dataset("digits"), 0, torch.device("cpu"), ModelCache(tmp_path), lambda m, s: ()
+    )
+    kept = kept_class_heldout(prepared.task.val, prepared.task.retain.labels, 2000, 0)  # type: ignore[arg-type]
+    assert kept is not None
+    assert 0 not in kept.labels.tolist()
+    # when
+    model, _ = run_method(method, prepared, request, ())
+    # then
+    assert accuracy(model, kept) >= accuracy(prepared.task.original, kept) - MAX_DROP
