@@ -111,7 +111,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
                 env, state, "snapshotted", data_md5=snapshot_after.md5, git_rev=snapshot_after.git_rev
             )
         # rerun on resume: it is cheap; on the GPU work pool when MIXUNLEARN_GPU_DEPLOYMENT names a deployment
-        result = unlearn_step(context, env, original, original_ref, batch, batch_data)
+        result = unlearn_step(context, env, original, original_ref, batch, batch_data, stored.val)
         state = tasks.record_stage(env, state, "unlearned")
         mode = config.verify.mode
         certification = None

@@ -47,12 +47,12 @@ AUDIT_DUE_EVENT = "mixunlearn.retrain-audit.due"
 
 
 def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
-    """Log epoch-level events only: a SQLite write per step would cost more than the step. An observer installed by
-    the CLI (``progress.observe``) gets every event as well."""
+    """Log epoch-level events and guard checks only: a SQLite write per step would cost more than the step. An
+    observer installed by the CLI (``progress.observe``) gets every event as well."""
     log = metrics_callback(env.tracking)
 
     def callback(event: str, values: Mapping[str, float], step: int) -> None:
-        if event == "train_epoch" or (event == "unlearn_step" and step % 50 == 0):
+        if event in ("train_epoch", "unlearn_guard") or (event == "unlearn_step" and step % 50 == 0):
             log(event, dict(values), step)
 
     return [callback, *progress.epoch_callbacks()]
@@ -275,7 +275,9 @@ def unlearn(
     original: Backbone,
     batch: ForgetBatch,
     batch_data: steps.BatchData,
+    val: ImageSet | None = None,
 ) -> UnlearningResult:
+    """``val``: the validation split, for a method's own held-out monitor (MixUnlearn's retained-accuracy guard)."""
     method = context.config.pipeline.method
     with env.tracking.child_run("unlearn", {"stage": "unlearn", "forget_batch_id": batch.batch_id}):
         env.tracking.log_params(
@@ -286,6 +288,7 @@ def unlearn(
             original,
             retain=context.tensors(batch_data.retain),
             forget=context.tensors(batch_data.forget),
+            val=context.tensors(val) if val is not None and len(val) else None,
             copy_original=True,  # the champion stays the control and the rollback target
         )
         result = context.unlearn(method, task, epoch_metrics(env))

@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from components.adapters.services import Endpoints, PipelineEnvironment, open_environment
 from components.adapters.tracking import ModelVersionRef
 from components.config import PipelineConfig
-from components.data.types import DataError, ids_sha256
+from components.data.types import DataError, ImageSet, ids_sha256
 from components.deletion.store import SPLITS, ForgetBatch, StoredDataset, image_set_from_bytes
 from components.models.backbones import Backbone
 from components.stages import steps
@@ -105,7 +105,7 @@ def unlearn_batch(
     if parent_run_id:
         run_tags["mlflow.parentRunId"] = parent_run_id
     with env.tracking.parent_run(f"unlearn-batch-{config.base.dataset}", run_tags):
-        result = tasks.unlearn(context, env, original, batch, batch_data)
+        result = tasks.unlearn(context, env, original, batch, batch_data, stored.val)
         ref = register_unlearned(config, env, result, batch, parent_version, stored)
     get_run_logger().info("unlearned batch %s: %s version %s", batch.batch_id, ref.name, ref.version)
     return ref.version
@@ -155,10 +155,12 @@ def unlearn_step(
     parent: ModelVersionRef,
     batch: ForgetBatch,
     batch_data: steps.BatchData,
+    val: ImageSet | None = None,
 ) -> UnlearningResult:
     """The deletion flow's unlearning: on the GPU pool's deployment when ``MIXUNLEARN_GPU_DEPLOYMENT`` names one
-    (the model and data cross by registry version and DVC md5), else in-process on the model in memory."""
+    (the model and data cross by registry version and DVC md5; the worker reads the validation split from the same
+    version), else in-process on the model in memory. ``val``: as ``tasks.unlearn``."""
     deployment = Endpoints().gpu_deployment
     if deployment is None:
-        return tasks.unlearn(context, env, original, batch, batch_data)
+        return tasks.unlearn(context, env, original, batch, batch_data, val)
     return unlearn_on_deployment(deployment, context, env, parent, batch)

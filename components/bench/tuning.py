@@ -17,6 +17,11 @@ winner whose value of a varied key is the first or last of that key's list sits 
 
 Grids come from ``grids.yaml`` (``load_grids``): ``{method: {key: [values]}}``, with per-dataset sections
 (``fashion_mnist: {method: {...}}``) that replace a method's grid on that dataset.
+
+A grid is one block ``{key: [values]}`` (its cartesian product) or a list of blocks tuned in stages: each stage's
+points are the best setting so far with the stage's values on top, so a method with many knobs (MixUnlearn's lr,
+step budget, omega and three temperatures) is tuned in a few points per stage instead of their full product.
+Every evaluated point competes in the final ranking, so a later stage only replaces the winner if it does better.
 """
 
 from __future__ import annotations
@@ -63,24 +68,37 @@ def utility(metrics: Mapping[str, float | None]) -> float:
     return float(value)
 
 
-def grid_size(grid: Mapping[str, Sequence[Any]]) -> int:
-    """The number of points ``expand_grid`` evaluates."""
-    return len(expand_grid(grid))
-
-
-def edge_keys(grid: Mapping[str, Sequence[Any]], settings: Mapping[str, Any]) -> list[str]:
-    """The varied keys (two values or more) whose chosen value is the first or last of the grid's list."""
-    return [
-        key
-        for key, values in grid.items()
-        if len(values) > 1 and key in settings and settings[key] in (values[0], values[-1])
-    ]
+def edge_keys(grid: Grid, settings: Mapping[str, Any]) -> list[str]:
+    """The varied keys (two values or more, in any stage) whose chosen value is the first or last of their list."""
+    edges: list[str] = []
+    for stage in grid_stages(grid):
+        for key, values in stage.items():
+            if len(values) > 1 and key in settings and settings[key] in (values[0], values[-1]) and key not in edges:
+                edges.append(key)
+    return edges
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The cartesian product of ``{key: [values]}`` in key order; an empty grid is the single default point."""
     keys = list(grid)
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Sequence[Any]]]
+
+
+def grid_stages(grid: Grid) -> list[Mapping[str, Sequence[Any]]]:
+    """The stages of ``grid``: one block, or each block of a list in order."""
+    if isinstance(grid, Mapping):
+        return [grid]
+    if isinstance(grid, Sequence) and not isinstance(grid, str) and grid and all(isinstance(s, Mapping) for s in grid):
+        return list(grid)
+    raise ValueError("a grid is {key: [values]} or a non-empty list of them (stages)")
+
+
+def grid_size(grid: Grid) -> int:
+    """Points evaluated at most (a stage point equal to an earlier one is not run again)."""
+    return sum(len(expand_grid(stage)) for stage in grid_stages(grid))
 
 
 def validation_metrics(model: torch.nn.Module, prepared: PreparedSeed, batch_size: int) -> dict[str, float | None]:
@@ -136,13 +154,15 @@ def check_grid_against_set(method: str, grid: Mapping[str, Sequence[Any]], unlea
 
 def tune_method(
     method: str,
-    grid: Mapping[str, Sequence[Any]],
+    grid: Grid,
     request: BenchRequest,
     on_point: Callable[[GridPoint], None] = lambda point: None,
 ) -> TuningResult:
-    """Evaluate every grid point of ``method`` on the request's seeds."""
+    """Evaluate every grid point of ``method`` on the request's seeds, stage by stage (module docstring)."""
     get_method(method)
-    check_grid_against_set(method, grid, request.config.unlearn)
+    stages = grid_stages(grid)
+    for stage in stages:
+        check_grid_against_set(method, stage, request.config.unlearn)
     device = resolve_device(request.config.base.device)
     bundle = load_dataset(request.dataset, request.data_dir)
     cache = ModelCache(Path(request.config.bench.cache_dir))
@@ -154,23 +174,30 @@ def tune_method(
         raise ValueError(f"the scenario forgets whole classes for some seeds only ({request.scenario})")
     kind = kinds.pop()
     points: list[GridPoint] = []
-    for values in expand_grid(grid):
-        gaps, seconds, utilities = [], [], []
-        for prepared, reference in zip(prepared_seeds, references, strict=True):
-            tuned_request = _with_settings(request, method, bundle.name, request.scenario, values)
-            model, rte = run_method(method, prepared, tuned_request, ())
-            metrics = validation_metrics(model, prepared, batch)
-            gaps.append(validation_gap(metrics, reference))
-            utilities.append(utility(metrics) / max(utility(reference), 1e-9))
-            seconds.append(rte)
-        point = GridPoint(
-            settings=values,
-            validation_gap=float(np.mean(gaps)),
-            seconds=float(np.mean(seconds)),
-            collapsed=float(np.mean(utilities)) < COLLAPSE_FRACTION,
-        )
-        points.append(point)
-        on_point(point)
+    best: dict[str, Any] = {}
+    for stage in stages:
+        for values in expand_grid(stage):
+            settings = {**best, **values}
+            if any(point.settings == settings for point in points):
+                continue  # a stage may revisit the winner; it was measured already
+            gaps, seconds, utilities = [], [], []
+            for prepared, reference in zip(prepared_seeds, references, strict=True):
+                tuned_request = _with_settings(request, method, bundle.name, request.scenario, settings)
+                model, rte = run_method(method, prepared, tuned_request, ())
+                metrics = validation_metrics(model, prepared, batch)
+                gaps.append(validation_gap(metrics, reference))
+                utilities.append(utility(metrics) / max(utility(reference), 1e-9))
+                seconds.append(rte)
+            point = GridPoint(
+                settings=settings,
+                validation_gap=float(np.mean(gaps)),
+                seconds=float(np.mean(seconds)),
+                collapsed=float(np.mean(utilities)) < COLLAPSE_FRACTION,
+            )
+            points.append(point)
+            on_point(point)
+        if points:
+            best = dict(min(points, key=lambda point: point.validation_gap).settings)
     return TuningResult(kind=kind, points=tuple(sorted(points, key=lambda point: point.validation_gap)))
 
 
@@ -184,11 +211,12 @@ def _with_settings(
     return BenchRequest(**{**request.__dict__, "config": config})
 
 
-def load_grids(path: Path, dataset: str | None = None) -> dict[str, dict[str, list[Any]]]:
-    """Read ``{method: {key: [values]}}`` grids from YAML, with ``dataset``'s own section applied.
+def load_grids(path: Path, dataset: str | None = None) -> dict[str, Grid]:
+    """Read ``{method: {key: [values]}}`` grids (or ``{method: [stage, ...]}``, tuned in stages) from YAML, with
+    ``dataset``'s own section applied.
 
-    A top-level key naming a registered dataset holds that dataset's grids, ``{method: {key: [values]}}``; each
-    replaces the method's top-level grid on that dataset (so a grid is read whole, in one place).
+    A top-level key naming a registered dataset holds that dataset's grids, ``{method: grid}``; each replaces the
+    method's top-level grid on that dataset (so a grid is read whole, in one place).
     """
     document = yaml.safe_load(path.read_text()) or {}
     if not isinstance(document, dict):
@@ -203,6 +231,10 @@ def load_grids(path: Path, dataset: str | None = None) -> dict[str, dict[str, li
     if unknown:
         raise ValueError(f"{path}: {dataset} section has a grid for {unknown[0]!r}, which has no top-level grid")
     for name, grid in {**grids, **own}.items():
-        if not isinstance(grid, dict) or not all(isinstance(values, list) for values in grid.values()):
+        try:
+            stages = grid_stages(grid)
+        except ValueError as error:
+            raise ValueError(f"{path}: {name}: {error}") from None
+        if not all(isinstance(values, list) for stage in stages for values in stage.values()):
             raise ValueError(f"{path}: the grid of {name} must map keys to lists of values")
     return {**grids, **own}

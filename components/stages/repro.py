@@ -137,7 +137,10 @@ def stage_unlearn(ctx: StageContext) -> dict[str, Any]:
     context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
     original = steps.load_state(ctx.out("parent") / "model.pt", context.build_model())
     method = ctx.config.pipeline.method
-    task = context.unlearning_task(original, retain=context.tensors(data.retain), forget=context.tensors(data.forget))
+    val = context.tensors(stored.val) if len(stored.val) else None  # MixUnlearn's guard watches it, never test
+    task = context.unlearning_task(
+        original, retain=context.tensors(data.retain), forget=context.tensors(data.forget), val=val
+    )
     result = context.unlearn(method, task)
     write_torch(result.model.state_dict(), ctx.out("unlearn") / "model.pt")
     metrics = {"rte_seconds": result.seconds, "batch_id": batch.batch_id, "method": method}

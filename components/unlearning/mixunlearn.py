@@ -31,6 +31,7 @@ from components.unlearning.base import (
     frozen_copy,
     register_runner,
 )
+from components.unlearning.guard import GuardSettings, RetainedAccuracyGuard, kept_class_heldout
 from components.unlearning.losses import mix_contrastive_loss, real_contrastive_loss, sharpen
 
 
@@ -60,6 +61,24 @@ class MixUnlearnConfig(MethodConfig):
             this many unlearner steps ran, so a small batch (500 samples: 16 steps per pass) gets enough steps to
             forget; 0 keeps ``epochs`` as given.
         max_steps: a step budget ceiling (0: none), so the cost does not grow silently with a large forget set.
+        steps: a fixed step budget (0: off). When set it wins over ``epochs``, ``min_steps`` and ``max_steps``: the
+            loop runs exactly this many unlearner steps, cycling over the forget set (the last pass cut short),
+            whatever |D_f| is. ``epochs`` alone scales the steps with |D_f| (Fashion-MNIST class:0: 169 per pass,
+            digits random:0.1: 5); the grids tune ``steps`` instead.
+        teacher, teacher_weight: the ``mixunlearn_teacher`` variant. Adds ``teacher_weight * KL(f_D || f_U)`` on
+            the real retain batch, f_D being the frozen original model. The label-aware retain term
+            ``1 - cos(softmax, one-hot)`` saturates: its gradient vanishes near a confident prediction, right or
+            wrong, so a retained sample pushed to a wrong class is hardly pulled back. The distillation term's
+            gradient on the logits is ``p_U - p_D``, which does not saturate. The label-agnostic form already
+            uses f_D, but only as the target of the same saturating cosine.
+        guard, guard_*: the retained-accuracy guard (components/unlearning/guard.py). When the task carries a
+            validation split, the unlearner's accuracy on its kept-class samples (at most ``guard_samples``) is
+            checked ``guard_checks`` times, evenly spaced, plus once at the end. A drop of more than
+            ``guard_max_drop`` points below the original's restores the last state that passed and multiplies
+            the lr by ``guard_backoff``; after ``guard_max_backoffs`` back-offs the loop stops. The returned
+            model is therefore within ``guard_max_drop`` of the original on those samples, by construction. This
+            keeps untuned defaults from collapsing a model on an unseen dataset (on by default; no effect without
+            a validation split). The test split is never read.
         sharpen_temperature: T of the label-agnostic targets (the code's default is 0.3).
         batchnorm: ``frozen`` keeps BatchNorm running statistics of the original model (mixed and forget batches
             would otherwise shift them); ``train`` updates them.
@@ -82,6 +101,15 @@ class MixUnlearnConfig(MethodConfig):
     epochs: int = Field(5, ge=1)
     min_steps: int = Field(0, ge=0)
     max_steps: int = Field(0, ge=0)
+    steps: int = Field(0, ge=0)
+    teacher: bool = False
+    teacher_weight: float = Field(1.0, ge=0)
+    guard: bool = True
+    guard_max_drop: float = Field(3.0, ge=0, le=100)
+    guard_checks: int = Field(10, ge=1)
+    guard_backoff: float = Field(0.5, gt=0, lt=1)
+    guard_max_backoffs: int = Field(3, ge=0)
+    guard_samples: int = Field(2000, ge=2)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -98,14 +126,29 @@ class MixUnlearnConfig(MethodConfig):
         return self
 
     def passes(self, batches_per_epoch: int) -> int:
-        """Passes over the forget set: ``epochs``, raised until ``min_steps`` steps fit."""
+        """Passes over the forget set: enough for ``steps`` when set, else ``epochs`` raised until ``min_steps``
+        steps fit."""
         if batches_per_epoch <= 0:
             return self.epochs
+        if self.steps:
+            return -(-self.steps // batches_per_epoch)
         return max(self.epochs, -(-self.min_steps // batches_per_epoch))
 
     def total_steps(self, batches_per_epoch: int) -> int:
+        if batches_per_epoch <= 0:
+            return 0
+        if self.steps:
+            return self.steps
         steps = batches_per_epoch * self.passes(batches_per_epoch)
         return min(steps, self.max_steps) if self.max_steps else steps
+
+    def guard_settings(self) -> GuardSettings:
+        return GuardSettings(
+            max_drop=self.guard_max_drop,
+            backoff=self.guard_backoff,
+            max_backoffs=self.guard_max_backoffs,
+            max_samples=self.guard_samples,
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -130,6 +173,7 @@ class PairBatch:
     retain_features: torch.Tensor
     forget_targets: torch.Tensor
     retain_targets: torch.Tensor
+    retain_teacher: torch.Tensor | None = None  # f_D's softmax on the retain batch (the teacher variant only)
 
 
 class MixUnlearn:
@@ -185,6 +229,7 @@ class MixUnlearn:
         forget_images, forget_labels = forget_images[:n], forget_labels[:n]
         retain_images, retain_labels = retain_images[:n], retain_labels[:n]
         empty = forget_images.new_zeros(0)
+        retain_teacher = None
         with torch.no_grad():
             if self.needs_features:
                 if forget_features is None:
@@ -192,6 +237,8 @@ class MixUnlearn:
                 retain_features = self.teacher.features(retain_images).float()
             else:
                 forget_features, retain_features = empty, empty
+            if self.config.teacher:
+                retain_teacher = torch.softmax(self.teacher(retain_images).float(), dim=1)
         return PairBatch(
             forget_images=forget_images,
             retain_images=retain_images,
@@ -201,6 +248,7 @@ class MixUnlearn:
                 forget_targets[:n] if forget_targets is not None else self.targets(forget_images, forget_labels)
             ),
             retain_targets=self.targets(retain_images, retain_labels),
+            retain_teacher=retain_teacher,
         )
 
     @torch.no_grad()
@@ -244,7 +292,8 @@ class MixUnlearn:
         return loss.item()
 
     def unlearner_step(self, batch: PairBatch) -> dict[str, float]:
-        """One step on the unlearner: L_mix on detached-mask mixtures with shuffled pairs plus omega * L_real."""
+        """One step on the unlearner: L_mix on detached-mask mixtures with shuffled pairs plus omega * L_real
+        (plus ``teacher_weight`` * KL(f_D || f_U) on the retain batch in the teacher variant)."""
         config = self.config
         n = len(batch.forget_images)
         parts: list[torch.Tensor] = []
@@ -254,13 +303,13 @@ class MixUnlearn:
             with torch.no_grad():
                 mixed = self.mixture(batch, order, lam)
             parts.append(mixed)
-        if config.use_real_loss:
+        if config.use_real_loss or config.teacher:
             parts.extend([batch.retain_images, batch.forget_images])
         self._set_train_mode()
         # One forward pass over all images of the step: cheaper, and BatchNorm (if trained) sees them together.
         with autocast(self.device, config.amp):
-            logits = self.unlearner(torch.cat(parts))
-        outputs = torch.softmax(logits.float(), dim=1)
+            logits = self.unlearner(torch.cat(parts)).float()
+        outputs = torch.softmax(logits, dim=1)
         values: dict[str, float] = {}
         loss = outputs.new_zeros(())
         offset = 0
@@ -281,6 +330,12 @@ class MixUnlearn:
             )
             loss = loss + config.omega * real_loss
             values["loss_real"] = real_loss.item()
+        if config.teacher:
+            assert batch.retain_teacher is not None
+            retain_log_probabilities = torch.log_softmax(logits[offset : offset + n], dim=1)
+            teacher_loss = F.kl_div(retain_log_probabilities, batch.retain_teacher, reduction="batchmean")
+            loss = loss + config.teacher_weight * teacher_loss
+            values["loss_teacher"] = teacher_loss.item()
         self.unlearner_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.unlearner_optimizer.step()
@@ -320,11 +375,14 @@ class MixUnlearn:
         stopwatch = Stopwatch(self.device)
         step = 0
         last: dict[str, float] = {}
+        stopped = False
         with stopwatch.measure():
+            guard = self._guard()
+            check_every = max(1, -(-total_steps // config.guard_checks))
             forget_features, forget_targets = self.forget_cache()
             for _ in range(config.passes(batches_per_epoch)):
                 for forget_index in minibatches(len(task.forget), config.batch_size, self.generator_rng):
-                    if step >= total_steps:
+                    if step >= total_steps or stopped:
                         break
                     forget_index = forget_index.to(self.device)
                     retain_index = next(retain_stream).to(self.device)
@@ -344,8 +402,25 @@ class MixUnlearn:
                     step += 1
                     if callbacks:
                         emit(callbacks, "unlearn_step", last, step)
+                    if guard is not None and step % check_every == 0 and step < total_steps:
+                        stopped = guard.check() == "stop"
+                        emit(callbacks, "unlearn_guard", guard.history(), step)
+            if guard is not None:
+                guard.finish()
+                emit(callbacks, "unlearn_guard", guard.history(), step)
+                last.update(guard.history())
         self.unlearner.eval()
         return UnlearningResult(model=self.unlearner, seconds=stopwatch.seconds, history=dict(last))
+
+    def _guard(self) -> RetainedAccuracyGuard | None:
+        """The retained-accuracy guard on the validation split's kept-class samples (None when off or absent)."""
+        if not self.config.guard or self.task.val is None:
+            return None
+        settings = self.config.guard_settings()
+        heldout = kept_class_heldout(self.task.val, self.task.retain.labels, settings.max_samples, self.task.seed)
+        if heldout is None:
+            return None
+        return RetainedAccuracyGuard(self.unlearner, self.unlearner_optimizer, heldout, settings)
 
 
 _VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
@@ -360,6 +435,10 @@ _VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "mixunlearn_agnostic_no_sharpen": (
         "Ablation: label-agnostic without sharpening",
         {"label_mode": "agnostic", "sharpen": False},
+    ),
+    "mixunlearn_teacher": (
+        "MixUnlearn, label-aware, plus a KL(original || unlearner) teacher term on the retain batch",
+        {"label_mode": "aware", "teacher": True},
     ),
 }
 

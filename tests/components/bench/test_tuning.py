@@ -25,6 +25,7 @@ from components.bench.tuning import (
     edge_keys,
     expand_grid,
     grid_size,
+    grid_stages,
     load_grids,
     tune_method,
     utility,
@@ -195,6 +196,54 @@ def test_grid_points_differ_in_what_they_measure(shrunk: tuple[PipelineConfig, P
     assert gaps[1e-3] != gaps[1e-5]
 
 
+def test_a_staged_grid_builds_each_stage_on_the_best_point_so_far(shrunk: tuple[PipelineConfig, Path]) -> None:
+    # given: stage 2 varies omega only; the point equal to stage 1's winner is not run twice
+    config, _ = shrunk
+    stages = [GRID, {"omega": [0.25, 1.0]}]
+    seen: list[dict[str, Any]] = []
+    # when
+    result = tune_method("mixunlearn", stages, _request(config, "class:0"), lambda p: seen.append(dict(p.settings)))
+    # then
+    stage_one = seen[:2]
+    winner = min(result.points[:], key=lambda point: point.validation_gap)
+    best_of_stage_one = min(
+        (point for point in result.points if "omega" not in point.settings), key=lambda point: point.validation_gap
+    )
+    assert stage_one == expand_grid(GRID)
+    assert seen[2:] == [{**best_of_stage_one.settings, "omega": 0.25}, {**best_of_stage_one.settings, "omega": 1.0}]
+    assert len(result.points) == 4
+    assert result.points[0] == winner
+
+
+def test_grid_stages_accepts_a_block_or_a_list_of_blocks() -> None:
+    assert grid_stages({"lr": [1.0]}) == [{"lr": [1.0]}]
+    assert grid_stages([{"lr": [1.0]}, {"tau": [2.0, 3.0]}]) == [{"lr": [1.0]}, {"tau": [2.0, 3.0]}]
+    assert grid_size([{"lr": [1.0, 2.0]}, {"tau": [2.0, 3.0, 4.0]}]) == 5
+    for bad in ([], "lr", [{"lr": [1.0]}, 3]):
+        with pytest.raises(ValueError, match="a grid is"):
+            grid_stages(bad)  # type: ignore[arg-type]
+
+
+def test_load_grids_names_the_method_of_a_malformed_grid(tmp_path: Path) -> None:
+    path = tmp_path / "grids.yaml"
+    path.write_text("mixunlearn: [1, 2]\n")
+    with pytest.raises(ValueError, match="mixunlearn: a grid is"):
+        load_grids(path)
+
+
+def test_every_shipped_grid_point_is_a_valid_setting_and_grids_stay_small() -> None:
+    # given
+    from components.unlearning.base import build_config
+
+    grids = load_grids(REPO_PARAMS.parent / "grids.yaml")
+    for method, grid in grids.items():
+        # then: no key a config would refuse, and the staged designs stay the order of the peers' 4-6 points
+        assert grid_size(grid) <= 16, method
+        for stage in grid_stages(grid):
+            for point in expand_grid(stage):
+                build_config(method, point)
+
+
 def test_tune_unknown_method_fails_before_any_data(monkeypatch: pytest.MonkeyPatch) -> None:
     # given
     def forbidden(*args: Any, **kwargs: Any) -> None:
@@ -354,12 +403,14 @@ def test_malformed_grids_fail_with_one_line(tmp_path: Path, document: dict[str, 
 def test_the_repository_grids_are_valid_and_of_one_size_order(dataset: str) -> None:
     # given the shipped grids with the dataset's section applied
     grids = load_grids(REPO_PARAMS.parent / "grids.yaml", dataset)
-    # then: every method's grid has 4 to 12 points, and every point is a valid setting of its method
+    # then: every method's grid has 4 to 14 points (a staged grid counts every stage), and every point is a valid
+    # setting of its method
     sizes = {method: grid_size(grid) for method, grid in grids.items()}
-    assert all(4 <= size <= 12 for size in sizes.values()), sizes
+    assert all(4 <= size <= 14 for size in sizes.values()), sizes
     for method, grid in grids.items():
-        for point in expand_grid(grid):
-            build_config(method, point)
+        for stage in grid_stages(grid):
+            for point in expand_grid(stage):
+                build_config(method, point)
 
 
 def test_scrub_on_fashion_mnist_uses_sgd_with_momentum_as_its_reference_code() -> None:

@@ -30,6 +30,7 @@ EXPECTED_METHODS = {
     "mixunlearn_no_real",
     "mixunlearn_no_mix",
     "mixunlearn_agnostic_no_sharpen",
+    "mixunlearn_teacher",
 }
 # name -> fields its switches must set (everything else keeps MixUnlearnConfig's default).
 ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
@@ -39,6 +40,7 @@ ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
     "mixunlearn_no_real": {"label_mode": "aware", "use_real_loss": False},
     "mixunlearn_no_mix": {"label_mode": "aware", "use_mix_loss": False},
     "mixunlearn_agnostic_no_sharpen": {"label_mode": "agnostic", "sharpen": False},
+    "mixunlearn_teacher": {"label_mode": "aware", "teacher": True},
 }
 FAST = {"epochs": 1, "batch_size": 8, "generator_interval": 1}
 
@@ -394,3 +396,69 @@ def test_the_step_budget_sets_the_number_of_unlearner_steps(
 def test_a_step_floor_above_the_ceiling_is_refused() -> None:
     with pytest.raises(ValueError, match="min_steps 9 exceeds max_steps 5"):
         _config(min_steps=9, max_steps=5)
+
+
+@pytest.mark.parametrize(
+    ("n_forget", "changes"),
+    [
+        (17, {"steps": 5}),  # 2 steps per pass: 3 passes, the last cut short
+        (40, {"steps": 5}),  # 5 steps per pass: the budget does not grow with the forget set
+        (17, {"steps": 5, "epochs": 4, "min_steps": 1, "max_steps": 2}),  # steps wins over the epoch budget
+    ],
+)
+def test_a_fixed_step_budget_runs_exactly_that_many_steps(
+    tiny_task: TaskFactory, n_forget: int, changes: dict[str, Any]
+) -> None:
+    # given
+    events: list[tuple[str, dict[str, float], int]] = []
+    # when
+    MixUnlearn(_config(**changes), tiny_task(n_forget=n_forget)).run(
+        [lambda event, values, step: events.append((event, dict(values), step))]
+    )
+    # then
+    assert sum(event == "unlearn_step" for event, _, _ in events) == 5
+    assert events[0][1]["total_steps"] == 5
+
+
+def test_separate_temperatures_win_over_the_tau_shorthand() -> None:
+    config = build_config("mixunlearn", {"tau": 16.0, "tau_mix": 4.0, "tau_gen": 64.0})
+    assert (config.tau_mix, config.tau_real, config.tau_gen) == (4.0, 16.0, 64.0)  # type: ignore[attr-defined]
+
+
+def test_teacher_step_adds_a_finite_distillation_term_that_is_zero_at_the_start(tiny_task: TaskFactory) -> None:
+    # given: the unlearner starts as a copy of the teacher, so KL(f_D || f_U) is 0 on the first step
+    task = tiny_task()
+    mu = MixUnlearn(_config(teacher=True), task)
+    batch = _first_batch(mu, task)
+    teacher = _snapshot(mu.teacher)
+    # when
+    values = mu.unlearner_step(batch)
+    # then
+    assert set(values) == {"loss", "loss_mix", "loss_real", "loss_teacher"}
+    assert values["loss_teacher"] == pytest.approx(0.0, abs=1e-5)
+    assert _equal(mu.teacher, teacher)
+    assert _grads_are_none(mu.teacher)
+    assert batch.retain_teacher is not None
+    torch.testing.assert_close(batch.retain_teacher.sum(dim=1), torch.ones(len(batch.retain_images)))
+
+
+def test_teacher_weight_zero_gives_the_faithful_method_exactly(tiny_task: TaskFactory) -> None:
+    # given: the same seed, data and settings; the variant's extra term has weight 0
+    task = tiny_task()
+    settings = {**FAST, "epochs": 2}
+    # when
+    faithful = build_unlearner("mixunlearn", settings)(task).model
+    variant = build_unlearner("mixunlearn_teacher", {**settings, "teacher_weight": 0.0})(task).model
+    # then
+    assert _equal(variant, _snapshot(faithful))
+
+
+def test_teacher_runs_without_the_real_loss(tiny_task: TaskFactory) -> None:
+    # given
+    task = tiny_task()
+    mu = MixUnlearn(_config(teacher=True, use_real_loss=False), task)
+    # when
+    values = mu.unlearner_step(_first_batch(mu, task))
+    # then
+    assert set(values) == {"loss", "loss_mix", "loss_teacher"}
+    assert all(math.isfinite(v) for v in values.values())
