@@ -286,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot(document, args.out / "chain.png")
         sys.stdout.write(markdown(document))
         return 0
+    if args.resume and not (args.reuse_project and (args.out / "results.json").is_file()):
+        parser.error("--resume continues a chain in its project: give --reuse-project and an --out with results.json")
     if args.batches < 1 or args.batch_size < 2:
         parser.error("--batches must be >= 1 and --batch-size >= 2")
     extra = [item for override in args.overrides for item in ("--set", override)]
@@ -298,8 +300,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_project(args.project)
         setup = timed(cli(args.project, "run", *extra), args.project)
     previous = json.loads((args.out / "results.json").read_text()) if args.resume else None
-    if args.resume and not args.reuse_project:
-        parser.error("--resume continues a chain in its project: give --reuse-project too")
     rows: list[BatchRow] = [BatchRow(**row) for row in previous["batches"]] if previous else []
     # a resumed chain draws from the pool its earlier batches left, with a stream of its own
     rng = np.random.default_rng([args.seed, len(rows)] if rows else args.seed)
@@ -331,17 +331,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(json.dumps(asdict(row)) + "\n")
         sys.stdout.flush()
 
+    def class_done() -> bool:
+        return any(row.request_id == f"bench-class-{args.class_request}" for row in rows)
+
     def class_batch() -> None:
         ids, labels = pool(args.project, args.dataset)
         chosen = ids[labels == args.class_request].tolist()
         request = write_request(
-            requests / "class.json", args.dataset, f"bench-class-{args.class_request}", chosen, "benchmark: a class"
+            requests / f"class-{args.class_request}.json",
+            args.dataset,
+            f"bench-class-{args.class_request}",
+            chosen,
+            "benchmark: a class",
         )
         record(run_batch(args.project, args.dataset, len(rows) + 1, "class", request, extra))
 
     samples_done = sum(row.kind == "sample" for row in rows)
     for number in range(samples_done + 1, args.batches + 1):
-        if args.class_request is not None and len(rows) == class_after:
+        if args.class_request is not None and len(rows) == class_after and not class_done():
             class_batch()
         if number == 1 and args.first_request is not None:
             request = requests / args.first_request.name
@@ -353,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 requests / f"random-{number}.json", args.dataset, f"bench-random-{number}", chosen, "benchmark"
             )
         record(run_batch(args.project, args.dataset, len(rows) + 1, "sample", request, extra))
-    if args.class_request is not None and not any(row.kind == "class" for row in rows):
+    if args.class_request is not None and not class_done():
         class_batch()
     idle = timed(cli(args.project, "run", *extra), args.project)
     document["nothing_pending"] = {
