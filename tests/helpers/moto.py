@@ -1,6 +1,6 @@
 """``running_moto``: a real ``moto_server`` on a free loopback port for the S3 tests, stopped by PID afterwards.
 
-Used by the session fixtures ``moto_url`` of ``tests/components/adapters/conftest.py`` and
+Used by the session fixtures ``moto_url`` and ``s3_bucket`` of ``tests/components/adapters/conftest.py`` and
 ``tests/components/stages/conftest.py``. The caller sets dummy ``AWS_*`` credentials (moto accepts any).
 """
 
@@ -65,3 +65,25 @@ def running_moto(log_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def dummy_aws_credentials() -> Iterator[None]:
+    """Dummy ``AWS_*`` credentials (moto accepts any) and no profile or endpoint from the machine."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in DUMMY_AWS.items():
+            patch.setenv(key, value)
+        for key in UNSET_AWS:
+            patch.delenv(key, raising=False)
+        yield
+
+
+def fresh_bucket(moto_url: str, prefix: str) -> str:
+    """Create a uniquely named bucket ``<prefix>-<12 hex>`` on the moto server; return its name."""
+    import uuid
+
+    from components.adapters.storage import ObjectStore
+
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    ObjectStore(name, endpoint_url=moto_url).ensure_bucket()
+    return name

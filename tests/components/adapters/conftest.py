@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.moto import DUMMY_AWS, UNSET_AWS, running_moto
+from tests.helpers.moto import DUMMY_AWS, UNSET_AWS, fresh_bucket, running_moto
 
 # MLflow decides about telemetry when it is imported, i.e. while test modules are collected, so these are set
 # here at import time as well as in the session fixture below.
@@ -50,11 +49,7 @@ def moto_url(offline_env: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture
 def s3_bucket(moto_url: str) -> str:
     """Create a fresh, uniquely named bucket on the moto server and return its name."""
-    from components.adapters.storage import ObjectStore
-
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    ObjectStore(name, endpoint_url=moto_url).ensure_bucket()
-    return name
+    return fresh_bucket(moto_url, "test")
 
 
 def _git(repo: Path, *args: str) -> str:

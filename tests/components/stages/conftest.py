@@ -3,29 +3,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.moto import DUMMY_AWS, UNSET_AWS, running_moto
+from tests.helpers.moto import dummy_aws_credentials, fresh_bucket, running_moto
 
 
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in DUMMY_AWS.items():
-            patch.setenv(key, value)
-        for key in UNSET_AWS:
-            patch.delenv(key, raising=False)
-        with running_moto(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-            yield url
+    with dummy_aws_credentials(), running_moto(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
 
 
 @pytest.fixture
 def s3_bucket(moto_url: str) -> str:
-    from components.adapters.storage import ObjectStore
-
-    name = f"erasure-{uuid.uuid4().hex[:12]}"
-    ObjectStore(name, endpoint_url=moto_url).ensure_bucket()
-    return name
+    return fresh_bucket(moto_url, "erasure")
