@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import resource
+import signal
 import sys
 import threading
 import time
@@ -839,6 +840,13 @@ def serve(
     guarded(go)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM (``kill``, a supervisor stopping the job) ends the process as an exit, not a bare death: the exit
+    handlers then stop the ephemeral Prefect server this run started, which Python's default SIGTERM action left
+    running as an orphan. What the batch had done stays in its ledger for the next run."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -849,6 +857,7 @@ def main() -> None:
     14 s after a batch on a loaded 2-core machine; the OS releases the locks and files. In-process callers (tests,
     ``CliRunner``) never reach this.
     """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app()
     except SystemExit as finished:

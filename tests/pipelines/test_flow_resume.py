@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -248,3 +249,30 @@ def test_a_run_killed_mid_batch_is_finished_by_the_next_run(
     reports = project.root / project.config.pipeline.reports_dir / batch.batch_id
     assert (reports / "report.md").read_text().startswith(f"# Deletion report: {batch.batch_id}\n")
     assert sorted(path.name for path in reports.iterdir()) == ["report.md"]
+
+
+def test_a_terminated_run_stops_the_prefect_server_it_started(new_project: Callable[..., Any], tmp_path: Path) -> None:
+    # given a run terminated with SIGTERM (the process only, as `kill PID` does) while its batch is under way
+    project = new_project("resume-sigterm", "verify.mode=certify", *LENIENT_CERTIFICATION)
+    book = BatchLedger(project.root)
+    process = cli_run(project, tmp_path / "prefect", "--example")
+    deadline = time.monotonic() + 600
+    servers: list[psutil.Process] = []
+    while time.monotonic() < deadline and process.poll() is None:
+        children = psutil.Process(process.pid).children(recursive=True)
+        servers = [child for child in children if "uvicorn" in " ".join(child.cmdline())]
+        if servers and book.directory.is_dir() and book.states("digits"):
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    assert servers, process.stdout.read() if process.stdout else ""
+
+    # when it has exited
+    process.wait(timeout=120)
+
+    # then it exited as terminated, and the ephemeral Prefect server it started is gone too (no orphan)
+    assert process.returncode == 128 + signal.SIGTERM
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    assert alive == []
+    # and the batch is left for the next run, as after a kill
+    assert book.unfinished("digits") is not None
