@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install run test test-slow test-all test-gpu lint format bench-matrix repro clean
+.PHONY: help install run test test-slow test-long test-all test-gpu lint format bench-matrix repro clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -42,9 +42,12 @@ test: $(STAMP) ## Fast tier: unit tests of every component, no slow or GPU test 
 	$(call pytest_tier,not slow and not gpu)
 
 test-slow: $(STAMP) ## Slow tier: the flow end to end, CLI runs, DVC stages, bench and tuning runs (CPU)
-	$(call pytest_tier,slow and not gpu)
+	$(call pytest_tier,slow and not long and not gpu)
 
-test-all: $(STAMP) ## Every CPU test, both tiers
+test-long: $(STAMP) ## Long tier: real Prefect workers, a served deployment's latency, the remaining SIGKILL points
+	$(call pytest_tier,long and not gpu)
+
+test-all: $(STAMP) ## Every CPU test, all three tiers
 	$(call pytest_tier,not gpu)
 
 test-gpu: $(STAMP) ## GPU tests (tests/components/test_cuda.py); they skip with a reason without CUDA

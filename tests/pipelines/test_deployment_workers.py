@@ -27,7 +27,7 @@ import pytest
 from components.adapters.tracking import TrackingStore
 from tests.pipelines.conftest import CERTIFY_LENIENTLY, QUIET, REPO_ROOT, Project, git
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.integration]
 
 BIN = Path(sys.executable).parent
 PREFECT = str(BIN / "prefect")

@@ -203,7 +203,14 @@ KILL_POINTS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-@pytest.mark.parametrize("kill_at", list(KILL_POINTS))
+# CI's slow tier kills at the first three points that change stored state; the others run in `make test-long`
+CI_KILL_POINTS = ("data_deleted", "unlearned", "promoted")
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    [pytest.param(point, marks=() if point in CI_KILL_POINTS else pytest.mark.long, id=point) for point in KILL_POINTS],
+)
 def test_a_run_killed_mid_batch_is_finished_by_the_next_run(
     new_project: Callable[..., Any], tmp_path: Path, kill_at: str
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from components.bench.serve_latency import main
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.integration]
 
 
 def test_a_burst_in_the_s3_queue_is_one_batch_through_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
