@@ -357,15 +357,23 @@ def test_run_with_the_mlflow_store_locked(served: Served) -> None:
 def test_run_with_a_full_artifact_store_leaves_the_batch_for_the_next_run(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given an artifact store that fills up when the batch registers its model
+    # given an artifact store that fills up when the batch registers its model (the data contracts' GX results,
+    # logged under gx/ before the batch is planned, still fit: a store full from the start stops the run there,
+    # before anything changes)
     project = served.project
+    log_artifacts, log_artifact = LocalArtifactRepository.log_artifacts, LocalArtifactRepository.log_artifact
 
-    def full(*args: Any, **kwargs: Any) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full_but_gx(original: Any) -> Any:
+        def write(self: Any, local: str, artifact_path: str | None = None) -> None:
+            if (artifact_path or "").startswith("gx/"):
+                return original(self, local, artifact_path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return write
 
     with monkeypatch.context() as patch:
-        patch.setattr(LocalArtifactRepository, "log_artifacts", full)
-        patch.setattr(LocalArtifactRepository, "log_artifact", full)
+        patch.setattr(LocalArtifactRepository, "log_artifacts", full_but_gx(log_artifacts))
+        patch.setattr(LocalArtifactRepository, "log_artifact", full_but_gx(log_artifact))
         line = one_error_line(invoke(run_args(project)))
 
     # then one line names the artifact store, the original still serves and the batch waits in its ledger
