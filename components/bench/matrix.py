@@ -176,14 +176,6 @@ in the same run: its training time is the ratio's denominator, and its gap (LAF)
 "Control certified" is the untouched champion's verdict on the same checks; "Audit replaced it" means the audit's
 gate failed and the retrained model now serves. A batch whose certification fails falls back to a retrained model
 within the batch ("Served: retrain"; its time then includes that training, and the audit is exact).
-
-Fashion-MNIST: batches 1-4 ran with the previous session's code, 5-6 after the start-up and import changes, 7-8 with
-every change of that session (the server boot overlapped with the imports, the exit right after the exit handlers, a
-kind-level class setting). Where drift triggered the fallback: batch 8, after seven unlearned batches. The champion's
-membership signal on a fresh random batch had grown (the untouched control's membership advantage 22.7 [19.6, 25.5]
-points, against a 5-point limit), and 300 unlearning steps brought it to 15.9 [12.1, 19.3]. Certification failed
-and the batch served a retrained model, which restarts the chain from scratch. Every Retrain audit before it passed
-(gap LAF 1.43-2.99, gate 5).
 """
 
 
@@ -192,7 +184,9 @@ def chain_sections() -> list[str]:
     lines: list[str] = []
     for table in sorted(RESULTS.glob("deletion-chain/*/results.md")):
         dataset = table.parent.name
+        notes = table.parent / "notes.md"  # what a reader needs beside the numbers of that run (hand-written)
         lines += [f"### {dataset}", "", table.read_text(), f"![chain](results/deletion-chain/{dataset}/chain.png)", ""]
+        lines += [notes.read_text(), ""] if notes.is_file() else []
     return [CHAIN_INTRO, *lines] if lines else []
 
 
