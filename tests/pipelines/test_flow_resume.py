@@ -258,6 +258,21 @@ def test_a_run_killed_mid_batch_is_finished_by_the_next_run(
     assert sorted(path.name for path in reports.iterdir()) == ["report.md"]
 
 
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:  # the run exited between poll() and this look
+        return []
+
+
+def _command_line(child: psutil.Process) -> str:
+    # a short-lived child (a git or dvc call) may have exited, or be a zombie, by the time it is read
+    try:
+        return " ".join(child.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def test_a_terminated_run_stops_the_prefect_server_it_started(new_project: Callable[..., Any], tmp_path: Path) -> None:
     # given a run terminated with SIGTERM (the process only, as `kill PID` does) while its batch is under way
     project = new_project("resume-sigterm", "verify.mode=certify", *LENIENT_CERTIFICATION)
@@ -266,8 +281,7 @@ def test_a_terminated_run_stops_the_prefect_server_it_started(new_project: Calla
     deadline = time.monotonic() + 600
     servers: list[psutil.Process] = []
     while time.monotonic() < deadline and process.poll() is None:
-        children = psutil.Process(process.pid).children(recursive=True)
-        servers = [child for child in children if "uvicorn" in " ".join(child.cmdline())]
+        servers = [child for child in _children(process.pid) if "uvicorn" in _command_line(child)]
         if servers and book.directory.is_dir() and book.states("digits"):
             process.send_signal(signal.SIGTERM)
             break
