@@ -52,7 +52,7 @@ def epoch_metrics(env: PipelineEnvironment) -> Sequence[Callback]:
     log = metrics_callback(env.tracking)
 
     def callback(event: str, values: Mapping[str, float], step: int) -> None:
-        if event in ("train_epoch", "unlearn_guard") or (event == "unlearn_step" and step % 50 == 0):
+        if event in ("train_epoch", "unlearn_guard", "unlearn_monitor") or (event == "unlearn_step" and step % 50 == 0):
             log(event, dict(values), step)
 
     return [callback, *progress.epoch_callbacks()]
@@ -277,8 +277,10 @@ def unlearn(
     batch_data: steps.BatchData,
     val: ImageSet | None = None,
 ) -> UnlearningResult:
-    """``val``: the validation split, for a method's own held-out monitor (MixUnlearn's retained-accuracy guard)."""
+    """``val``: the validation split; the method sees only its monitor share (MixUnlearn's retained-accuracy guard
+    and forgetting monitor), which certification never reads."""
     method = context.config.pipeline.method
+    monitor = context.heldout_split(val).monitor if val is not None and len(val) else None
     with env.tracking.child_run("unlearn", {"stage": "unlearn", "forget_batch_id": batch.batch_id}):
         env.tracking.log_params(
             {"method": method, "forget_kind": context.forget_kind, **context.method_settings(method)}
@@ -288,7 +290,7 @@ def unlearn(
             original,
             retain=context.tensors(batch_data.retain),
             forget=context.tensors(batch_data.forget),
-            val=context.tensors(val) if val is not None and len(val) else None,
+            val=context.tensors(monitor) if monitor is not None else None,
             copy_original=True,  # the champion stays the control and the rollback target
         )
         result = context.unlearn(method, task, epoch_metrics(env))

@@ -14,6 +14,7 @@ the smallest validation gap.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -31,6 +32,7 @@ from components.data.datasets import load_dataset
 from components.runtime import resolve_device
 from components.unlearning.base import LabeledTensors
 from components.verification.certification import Certification, ModelEvidence, certify
+from components.verification.heldout import monitor_mask
 from components.verification.predictions import predict
 
 
@@ -42,22 +44,51 @@ def _subset(data: LabeledTensors, size: int, seed: int) -> LabeledTensors:
     return LabeledTensors(images=data.images[index], labels=data.labels[index])
 
 
-def evidence(model: torch.nn.Module, prepared: PreparedSeed, retain: LabeledTensors, batch: int) -> ModelEvidence:
+class StepCounter:
+    """A callback that keeps the last unlearner step a method reported (its steps, monitor stops included)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def __call__(self, event: str, values: Mapping[str, float], step: int) -> None:
+        if event == "unlearn_step":
+            self.steps = step
+
+
+def split_val(prepared: PreparedSeed, monitor_fraction: float) -> tuple[PreparedSeed, LabeledTensors]:
+    """As the pipeline divides it: the seed's task with only the monitor share of val (what the unlearning loop
+    watches), and the certification share (certification's H)."""
+    val = prepared.task.val
+    assert val is not None
+    mask = torch.as_tensor(monitor_mask(val.labels.cpu().numpy(), monitor_fraction, prepared.task.seed))
+    mask = mask.to(val.labels.device)
+    monitor = LabeledTensors(images=val.images[mask], labels=val.labels[mask]) if bool(mask.any()) else None
+    heldout = LabeledTensors(images=val.images[~mask], labels=val.labels[~mask])
+    return dataclasses.replace(prepared, task=dataclasses.replace(prepared.task, val=monitor)), heldout
+
+
+def evidence(
+    model: torch.nn.Module, prepared: PreparedSeed, heldout: LabeledTensors, retain: LabeledTensors, batch: int
+) -> ModelEvidence:
     task = prepared.task
-    assert task.val is not None
     return ModelEvidence(
         forget=predict(model, task.forget.images, task.forget.labels, batch),
-        heldout=predict(model, task.val.images, task.val.labels, batch),
+        heldout=predict(model, heldout.images, heldout.labels, batch),
         retain=predict(model, retain.images, retain.labels, batch),
     )
 
 
 def certify_point(
-    model: torch.nn.Module, prepared: PreparedSeed, control: ModelEvidence, retain: LabeledTensors, request: Any
+    model: torch.nn.Module,
+    prepared: PreparedSeed,
+    control: ModelEvidence,
+    heldout: LabeledTensors,
+    retain: LabeledTensors,
+    request: Any,
 ) -> Certification:
     config = request.config
     return certify(
-        evidence(model, prepared, retain, config.bench.eval_batch_size),
+        evidence(model, prepared, heldout, retain, config.bench.eval_batch_size),
         control,
         prepared.manifest.forgotten_classes,
         config.verify.certification,
@@ -73,14 +104,16 @@ def run_grid(request: BenchRequest, method: str, grid: Mapping[str, Sequence[Any
     batch = request.config.bench.eval_batch_size
     rows: list[dict[str, Any]] = []
     for seed in request.seeds:
-        prepared = prepare_seed(request, bundle, seed, device, cache, lambda m, s: ())
+        whole = prepare_seed(request, bundle, seed, device, cache, lambda m, s: ())
+        reference = validation_metrics(whole.retrain_model, whole, batch)
+        prepared, heldout = split_val(whole, request.config.verify.certification.monitor_fraction)
         retain = _subset(prepared.task.retain, request.config.verify.retain_sample, seed)
-        control = evidence(prepared.task.original, prepared, retain, batch)
-        reference = validation_metrics(prepared.retrain_model, prepared, batch)
+        control = evidence(prepared.task.original, prepared, heldout, retain, batch)
         for values in expand_grid(grid):
             tuned = _with_settings(request, method, bundle.name, request.scenario, values)
-            model, seconds = run_method(method, prepared, tuned, ())
-            certification = certify_point(model, prepared, control, retain, tuned)
+            counter = StepCounter()
+            model, seconds = run_method(method, prepared, tuned, [counter])
+            certification = certify_point(model, prepared, control, heldout, retain, tuned)
             rows.append(
                 {
                     "seed": seed,
@@ -94,7 +127,8 @@ def run_grid(request: BenchRequest, method: str, grid: Mapping[str, Sequence[Any
                     "control_checks": {
                         c.name: [round(c.value, 2), round(c.lower, 2), c.limit] for c in certification.control_checks
                     },
-                    "validation_gap": validation_gap(validation_metrics(model, prepared, batch), reference),
+                    "validation_gap": validation_gap(validation_metrics(model, whole, batch), reference),
+                    "steps": counter.steps,
                     "seconds": seconds,
                     "retrain_seconds": prepared.retrain_seconds,
                     "forget_size": len(prepared.task.forget.labels),
@@ -118,7 +152,7 @@ def _row_line(row: Mapping[str, Any]) -> str:
     checks = " ".join(f"{name}={value[0]:.1f}[{value[1]:.1f}]" for name, value in row["checks"].items())
     return (
         f"seed {row['seed']} {json.dumps(row['settings'])}: {'CERTIFIED' if row['certified'] else 'fail'} "
-        f"{checks} gap {row['validation_gap']:.2f} rte {row['seconds']:.1f}s"
+        f"{checks} gap {row['validation_gap']:.2f} steps {row.get('steps', '?')} rte {row['seconds']:.1f}s"
     )
 
 

@@ -57,11 +57,13 @@ def certify_batch(
         unlearned: The candidate.
         control: The champion the batch was unlearned from.
         forget: The batch's forget samples ``D_f``.
-        heldout: The validation split ``H`` (never the test split).
+        heldout: The validation split (never the test split); ``H`` is its share that the unlearning loop's
+            monitors never saw (``RunContext.heldout_split``).
         retained_pool: The training pool after the batch; a seeded sample of it is ``R``.
     """
     verify = context.config.verify
     retain = retain_sample(retained_pool, verify.retain_sample, context.seed)
+    heldout = context.heldout_split(heldout).certification
     return certify(
         model_evidence(context, unlearned, forget, heldout, retain),
         model_evidence(context, control, forget, heldout, retain),

@@ -29,6 +29,7 @@ from components.unlearning.base import (
     get_method,
 )
 from components.verification.evaluate import evaluate_model
+from components.verification.heldout import HeldoutSplit, split_heldout
 
 # Source files whose change changes what a given recipe trains: part of every cached model's key. The training
 # loop, the model definitions, the runtime helpers (batching, seeded generators) and the pixel preprocessing
@@ -144,6 +145,11 @@ class RunContext:
         model = self.build_model().to(data.images.device)
         result = train_classifier(model, data.images, data.labels, self.recipe, self.seed, callbacks)
         return model, result.seconds
+
+    def heldout_split(self, val: ImageSet) -> HeldoutSplit:
+        """The validation split divided between the unlearning loop's monitors and certification (seeded, fixed
+        for the run's seed, so every batch of a chain divides it alike)."""
+        return split_heldout(val, self.config.verify.certification.monitor_fraction, self.seed)
 
     def unlearning_task(
         self,

@@ -137,7 +137,10 @@ def stage_unlearn(ctx: StageContext) -> dict[str, Any]:
     context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
     original = steps.load_state(ctx.out("parent") / "model.pt", context.build_model())
     method = ctx.config.pipeline.method
-    val = context.tensors(stored.val) if len(stored.val) else None  # MixUnlearn's guard watches it, never test
+    # the loop's monitors (MixUnlearn's guard and forgetting monitor) see their share of val, never test, and never
+    # certification's share
+    monitor = context.heldout_split(stored.val).monitor if len(stored.val) else None
+    val = context.tensors(monitor) if monitor is not None else None
     task = context.unlearning_task(
         original, retain=context.tensors(data.retain), forget=context.tensors(data.forget), val=val
     )

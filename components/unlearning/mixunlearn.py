@@ -33,6 +33,7 @@ from components.unlearning.base import (
 )
 from components.unlearning.guard import GuardSettings, RetainedAccuracyGuard, kept_class_heldout
 from components.unlearning.losses import mix_contrastive_loss, real_contrastive_loss, sharpen
+from components.unlearning.monitor import ForgettingMonitor, MonitorSettings
 
 
 class MixUnlearnConfig(MethodConfig):
@@ -79,6 +80,14 @@ class MixUnlearnConfig(MethodConfig):
             model is therefore within ``guard_max_drop`` of the original on those samples, by construction. This
             keeps untuned defaults from collapsing a model on an unseen dataset (on by default; no effect without
             a validation split). The test split is never read.
+        stop_when_forgotten, monitor_*: the forgetting monitor (components/unlearning/monitor.py), off by default
+            (the paper runs a fixed budget). When on, the budget above is a ceiling: ``monitor_checks`` times,
+            evenly spaced, the unlearner's forget-batch accuracy is measured, at sample level against held-out
+            samples of the same classes from the task's validation split, and the loop stops once the excess is at
+            most ``monitor_max_excess`` points (class level: once forget accuracy is at most
+            ``monitor_max_class_accuracy``). The pipeline turns it on for its deletion kinds so that an easy batch
+            does not pay a hard batch's budget; it hands the loop a share of the validation split that
+            certification never reads.
         sharpen_temperature: T of the label-agnostic targets (the code's default is 0.3).
         batchnorm: ``frozen`` keeps BatchNorm running statistics of the original model (mixed and forget batches
             would otherwise shift them); ``train`` updates them.
@@ -110,6 +119,11 @@ class MixUnlearnConfig(MethodConfig):
     guard_backoff: float = Field(0.5, gt=0, lt=1)
     guard_max_backoffs: int = Field(3, ge=0)
     guard_samples: int = Field(2000, ge=2)
+    stop_when_forgotten: bool = False
+    monitor_checks: int = Field(15, ge=1)
+    monitor_max_excess: float = Field(0.0, ge=-100, le=100)
+    monitor_max_class_accuracy: float = Field(1.0, ge=0, le=100)
+    monitor_samples: int = Field(2000, ge=2)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -148,6 +162,13 @@ class MixUnlearnConfig(MethodConfig):
             backoff=self.guard_backoff,
             max_backoffs=self.guard_max_backoffs,
             max_samples=self.guard_samples,
+        )
+
+    def monitor_settings(self) -> MonitorSettings:
+        return MonitorSettings(
+            max_excess=self.monitor_max_excess,
+            max_class_accuracy=self.monitor_max_class_accuracy,
+            max_samples=self.monitor_samples,
         )
 
     @model_validator(mode="before")
@@ -376,9 +397,12 @@ class MixUnlearn:
         step = 0
         last: dict[str, float] = {}
         stopped = False
+        forgotten_at: int | None = None
         with stopwatch.measure():
             guard = self._guard()
             check_every = max(1, -(-total_steps // config.guard_checks))
+            monitor = self._monitor()
+            monitor_every = max(1, -(-total_steps // config.monitor_checks))
             forget_features, forget_targets = self.forget_cache()
             for _ in range(config.passes(batches_per_epoch)):
                 for forget_index in minibatches(len(task.forget), config.batch_size, self.generator_rng):
@@ -405,12 +429,32 @@ class MixUnlearn:
                     if guard is not None and step % check_every == 0 and step < total_steps:
                         stopped = guard.check() == "stop"
                         emit(callbacks, "unlearn_guard", guard.history(), step)
+                    if monitor is not None and not stopped and step % monitor_every == 0 and step < total_steps:
+                        if monitor.check():
+                            stopped, forgotten_at = True, step
+                        emit(callbacks, "unlearn_monitor", monitor.history(step, forgotten_at), step)
+            if monitor is not None:
+                last.update(monitor.history(step, forgotten_at))
             if guard is not None:
                 guard.finish()
                 emit(callbacks, "unlearn_guard", guard.history(), step)
                 last.update(guard.history())
         self.unlearner.eval()
         return UnlearningResult(model=self.unlearner, seconds=stopwatch.seconds, history=dict(last))
+
+    def _monitor(self) -> ForgettingMonitor | None:
+        """The forgetting monitor (None when off, or at sample level without a validation split)."""
+        if not self.config.stop_when_forgotten:
+            return None
+        monitor = ForgettingMonitor(
+            self.unlearner,
+            self.task.forget,
+            self.task.val,
+            self.task.retain.labels,
+            self.config.monitor_settings(),
+            self.task.seed,
+        )
+        return monitor if monitor.active else None
 
     def _guard(self) -> RetainedAccuracyGuard | None:
         """The retained-accuracy guard on the validation split's kept-class samples (None when off or absent)."""

@@ -60,6 +60,11 @@ class CertificationConfig(BaseModel):
             of evaluating on fitting data; the retain part estimates its power (reported, not tested).
         max_attack_samples: Cap on retain and on held-out samples drawn for the attack, per side, before the
             calibration split; bounds the cost on large splits.
+        monitor_fraction: Share of the validation split, per class and seeded, handed to the unlearning loop for
+            its own monitors (the retained-accuracy guard, the forgetting monitor) and never read by
+            certification (components/verification/heldout.py). A loop that stops when its monitor looks good
+            would otherwise pick a moment where the certificate's own sample happens to look good. 0 hands the
+            loop nothing (its monitors are off) and certifies on the whole split.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,6 +76,7 @@ class CertificationConfig(BaseModel):
     max_utility_drop: float = Field(2.0, ge=0, le=100)
     calibration_fraction: float = Field(0.3, gt=0, lt=1)
     max_attack_samples: int = Field(5000, ge=2)
+    monitor_fraction: float = Field(0.3, ge=0, lt=1)
 
 
 @dataclass(frozen=True)
