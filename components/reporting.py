@@ -262,6 +262,8 @@ class DeletionOutcome:
     # index (components.adapters.expectations.latest_validations / docs_index)
     validations: Sequence[Mapping[str, Any]] = ()
     data_docs: Path | None = None
+    # the unlearning run: method, its RTE and what its loop reported (steps, budget, monitor_*, guard_*)
+    unlearning: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def verdict_line(self) -> str:
@@ -357,6 +359,37 @@ def validations_section(outcome: DeletionOutcome, base: Path | None = None) -> s
     return "\n".join(lines) + "\n\n"
 
 
+def unlearning_section(unlearning: Mapping[str, Any]) -> str:
+    """How the unlearning loop ran: its steps against the budget, why it stopped, and the guard's back-offs."""
+    if not unlearning:
+        return ""
+    history = unlearning.get("history", {})
+    lines = [f"Method `{unlearning['method']}`, {float(unlearning['seconds']):.1f} s"]
+    if "steps" in history:
+        lines[0] += f", {int(history['steps'])} unlearner steps of a budget of {int(history['budget_steps'])}"
+    if "monitor_forgotten" in history:
+        value = history["monitor_value"]
+        if history["monitor_forgotten"]:
+            lines.append(
+                f"The forgetting monitor stopped the loop at step {int(history['monitor_stopped_step'])}: the forget "
+                f"batch looked forgotten on the validation samples certification does not read (last measure "
+                f"{value:.1f}; forget-batch accuracy minus held-out accuracy at sample level, forget accuracy at "
+                "class level)."
+            )
+        else:
+            lines.append(
+                f"The forgetting monitor did not find the batch forgotten within the budget (last measure "
+                f"{value:.1f} after {int(history['monitor_checks'])} checks): the whole budget ran."
+            )
+    if "guard_backoffs" in history:
+        lines.append(
+            f"Retained-accuracy guard: {history['guard_accuracy']:.1f} % on kept-class validation samples against "
+            f"the original's {history['guard_baseline']:.1f} %, {int(history['guard_backoffs'])} back-off(s)"
+            + (", stopped the loop." if history.get("guard_stopped") else ".")
+        )
+    return "## Unlearning\n\n" + "\n".join(f"- {line}" for line in lines) + "\n\n"
+
+
 def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str, base: Path | None = None) -> str:
     """The report's markdown; links to files (Data Docs pages) are relative to ``base`` when given."""
     batch = outcome.batch
@@ -392,6 +425,7 @@ def render_deletion_report(outcome: DeletionOutcome, model_name: str, alias: str
         f"- Manifest sha256: `{batch.sha256}`\n\n"
         f"## Verdict: {outcome.verdict_line}\n\n{gates}"
         f"Serving now: {promoted}\n\n"
+        f"{unlearning_section(outcome.unlearning)}"
         f"{certification_section(outcome.certification) if outcome.certification is not None else ''}"
         f"{metrics}{history}{validations_section(outcome, base)}## Lineage\n\n{lineage}\n"
     )

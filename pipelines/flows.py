@@ -200,6 +200,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             summary_line=verdict_line,
             audit_history=audit.history(links),
             audit_due=audit_due,
+            unlearning={"method": config.pipeline.method, "seconds": result.seconds, "history": result.history},
         )
         report_path = tasks.report(config, env, outcome)
         state = tasks.record_stage(env, state, "reported")

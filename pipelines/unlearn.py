@@ -30,6 +30,7 @@ from pipelines import tasks
 
 CANDIDATE_SUFFIX = "-unlearned"
 FLOW_RUN_TAG = "prefect_flow_run_id"
+HISTORY_TAG = "unlearn_history"  # the loop's own report (steps, monitor, guard) for the deletion report
 POLL_SECONDS = 2.0  # how often the waiting deletion flow asks the server for the GPU run's state
 
 
@@ -77,6 +78,7 @@ def register_unlearned(
                 "parent_model_version": parent_version,
                 "data_md5": batch.parent_data_md5,
                 "rte_seconds": f"{result.seconds:.6f}",
+                HISTORY_TAG: json.dumps(dict(result.history)),
                 FLOW_RUN_TAG: str(flow_run.id),
             },
         )
@@ -143,9 +145,11 @@ def unlearn_on_deployment(
     if len(found) != 1:
         raise RuntimeError(f"unlearning run {run.name} registered {len(found)} versions of {name}, expected one")
     model = env.tracking.load_model(found[0], into=context.build_model())
-    seconds = float(env.tracking.version_tags(name, found[0].version).get("rte_seconds", "nan"))
+    tags = env.tracking.version_tags(name, found[0].version)
+    seconds = float(tags.get("rte_seconds", "nan"))
+    history = json.loads(tags.get(HISTORY_TAG, "{}"))
     get_run_logger().info("unlearned on %s (run %s): %s version %s", deployment, run.name, name, found[0].version)
-    return UnlearningResult(model=model, seconds=seconds)
+    return UnlearningResult(model=model, seconds=seconds, history=history)
 
 
 def unlearn_step(

@@ -433,6 +433,7 @@ class MixUnlearn:
                         if monitor.check():
                             stopped, forgotten_at = True, step
                         emit(callbacks, "unlearn_monitor", monitor.history(step, forgotten_at), step)
+            last.update({"steps": float(step), "budget_steps": float(total_steps)})
             if monitor is not None:
                 last.update(monitor.history(step, forgotten_at))
             if guard is not None:

@@ -254,3 +254,38 @@ def test_the_report_links_the_data_docs_pages_of_the_batchs_validations(tmp_path
 
 def test_a_report_without_validations_has_no_data_contracts_section() -> None:
     assert "Data contracts" not in render_markdown(make_outcome(), MODEL, ALIAS)
+
+
+MONITOR_STOP = {
+    "steps": 105.0,
+    "budget_steps": 304.0,
+    "monitor_checks": 5.0,
+    "monitor_value": -0.4,
+    "monitor_forgotten": 1.0,
+    "monitor_stopped_step": 105.0,
+    "guard_baseline": 91.0,
+    "guard_accuracy": 90.5,
+    "guard_backoffs": 0.0,
+    "guard_checks": 6.0,
+    "guard_stopped": 0.0,
+}
+
+
+def test_the_report_says_how_many_steps_of_the_budget_ran_and_why_the_loop_stopped() -> None:
+    unlearning = {"method": "mixunlearn", "seconds": 21.4, "history": MONITOR_STOP}
+    text = render_markdown(replace(make_outcome(), unlearning=unlearning), MODEL, ALIAS)
+    section = text.split("## Unlearning\n\n", 1)[1].split("\n## ", 1)[0]
+    assert "105 unlearner steps of a budget of 304" in section
+    assert "stopped the loop at step 105" in section
+    assert "0 back-off(s)" in section
+
+
+def test_a_monitor_that_never_fired_says_the_whole_budget_ran() -> None:
+    history = {**MONITOR_STOP, "steps": 304.0, "monitor_forgotten": 0.0, "monitor_value": 2.5}
+    unlearning = {"method": "mixunlearn", "seconds": 60.0, "history": history}
+    text = render_markdown(replace(make_outcome(), unlearning=unlearning), MODEL, ALIAS)
+    assert "did not find the batch forgotten within the budget" in text
+
+
+def test_without_the_unlearning_run_the_report_has_no_unlearning_section() -> None:
+    assert "## Unlearning" not in render_markdown(make_outcome(), MODEL, ALIAS)
