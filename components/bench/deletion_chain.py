@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from components.bench.prefect_server import running_prefect_server
 from components.bench.timing import Timed, timed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +61,10 @@ class BatchRow:
     ratio_to_retrain: float | None
     audit_wall_seconds: float
     audit_peak_rss_mb: float | None
+
+
+PREFECT_SERVER = "one Prefect server started for the chain (PREFECT_API_URL), as a deployment has"
+EPHEMERAL_SERVER = "each run boots its own temporary Prefect server"
 
 
 def cli(project: Path, *arguments: str) -> list[str]:
@@ -211,7 +217,8 @@ def markdown(document: Mapping[str, Any]) -> str:
         )
         + f"`mixunlearn run` with nothing pending: {idle['wall_seconds']:.1f} s, "
         f"peak {idle['peak_rss_mb'] or 0:.0f} MB.",
-        f"Command: `{document['command']}`; machine: {document['machine']}.",
+        f"Command: `{document['command']}`; machine: {document['machine']}; Prefect: "
+        f"{document.get('prefect', EPHEMERAL_SERVER)}.",
         *(
             [f"The chain was stopped after {document['stopped_after']} batches (the session's time ran out)."]
             if document.get("stopped_after")
@@ -262,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="with --reuse-project: keep the batches in --out/results.json and run only the missing ones",
     )
+    parser.add_argument(
+        "--prefect-server",
+        action="store_true",
+        help="run every command against one Prefect server started for the chain (as a deployment has one), "
+        "instead of each run booting its own temporary server",
+    )
     parser.add_argument("--seed", type=int, default=0, help="draws the random requests")
     parser.add_argument("--project", type=Path, default=Path("/tmp/mixunlearn-deletion-chain"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -290,11 +303,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--resume continues a chain in its project: give --reuse-project and an --out with results.json")
     if args.batches < 1 or args.batch_size < 2:
         parser.error("--batches must be >= 1 and --batch-size >= 2")
+    if args.reuse_project and not (args.project / "mlflow").exists():
+        parser.error(f"--reuse-project: {args.project} has no trained champion")
+    if args.prefect_server:
+        with running_prefect_server(args.project.parent / f"{args.project.name}-prefect") as environment:
+            os.environ.update(environment)  # every timed command inherits it
+            return run_chain(args, argv)
+    return run_chain(args, argv)
+
+
+def run_chain(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """The set-up (unless reused), the batches, each followed by its Retrain audit, and the idle run."""
     extra = [item for override in args.overrides for item in ("--set", override)]
     extra += ["--set", f"base.dataset={args.dataset}"]
     if args.reuse_project:
-        if not (args.project / "mlflow").exists():
-            parser.error(f"--reuse-project: {args.project} has no trained champion")
         setup = Timed(0.0, None, "reused")
     else:
         build_project(args.project)
@@ -315,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "python -m components.bench.deletion_chain "
         + " ".join(argv or sys.argv[1:]),
         "machine": f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPU cores, no GPU",
+        "prefect": PREFECT_SERVER if args.prefect_server else EPHEMERAL_SERVER,
         "setup_wall_seconds": previous["setup_wall_seconds"] if previous else setup.wall_seconds,
         "setup_peak_rss_mb": previous["setup_peak_rss_mb"] if previous else setup.peak_rss_mb,
         "gate_max_gap_laf": config.verify.max_gap_laf,

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from components.adapters.storage import ObjectStore
+from components.bench.prefect_server import answers, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("params.yaml", "tuned.yaml", "grids.yaml", "examples")
@@ -46,12 +46,6 @@ BUCKET = "mixunlearn-queue"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 REQUEST_EVENT = "mixunlearn.forget-request.submitted"  # pipelines/deployments.py (not imported: no Prefect here)
 BATCH_DUE_EVENT = "mixunlearn.batch.due"  # pipelines/triggers.py
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
@@ -121,8 +115,8 @@ class Services:
             [str(self.bin / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
             self.work,
         )
-        wait_for("moto", lambda: _answers(f"{self.s3_url}/moto-api/"), 60)
-        wait_for("the Prefect server", lambda: _answers(f"{self.api_url}/health"), 180)
+        wait_for("moto", lambda: answers(f"{self.s3_url}/moto-api/"), 60)
+        wait_for("the Prefect server", lambda: answers(f"{self.api_url}/health"), 180)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -131,14 +125,6 @@ class Services:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def cli(services: Services, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
