@@ -63,6 +63,7 @@ class BatchRow:
     audit_peak_rss_mb: float | None
 
 
+TIME_RAN_OUT = "the session's time ran out"  # why a chain rendered by --render-only stopped, unless it says
 PREFECT_SERVER = "one Prefect server started for the chain (PREFECT_API_URL), as a deployment has"
 EPHEMERAL_SERVER = "each run boots its own temporary Prefect server"
 
@@ -220,7 +221,10 @@ def markdown(document: Mapping[str, Any]) -> str:
         f"Command: `{document['command']}`; machine: {document['machine']}; Prefect: "
         f"{document.get('prefect', EPHEMERAL_SERVER)}.",
         *(
-            [f"The chain was stopped after {document['stopped_after']} batches (the session's time ran out)."]
+            [
+                f"The chain was stopped after {document['stopped_after']} batches "
+                f"({document.get('stopped_reason', TIME_RAN_OUT)})."
+            ]
             if document.get("stopped_after")
             else []
         ),
