@@ -368,18 +368,20 @@ def unlearning_section(unlearning: Mapping[str, Any]) -> str:
     if "steps" in history:
         lines[0] += f", {int(history['steps'])} unlearner steps of a budget of {int(history['budget_steps'])}"
     if "monitor_forgotten" in history:
-        value = history["monitor_value"]
+        measure = (
+            f"forget accuracy {history['monitor_value']:.1f} %"
+            if history.get("monitor_class_level")
+            else f"forget-batch accuracy {history['monitor_value']:+.1f} points from held-out accuracy on its classes"
+        )
         if history["monitor_forgotten"]:
             lines.append(
                 f"The forgetting monitor stopped the loop at step {int(history['monitor_stopped_step'])}: the forget "
-                f"batch looked forgotten on the validation samples certification does not read (last measure "
-                f"{value:.1f}; forget-batch accuracy minus held-out accuracy at sample level, forget accuracy at "
-                "class level)."
+                f"batch looked forgotten ({measure}, on validation samples certification does not read)."
             )
         else:
             lines.append(
-                f"The forgetting monitor did not find the batch forgotten within the budget (last measure "
-                f"{value:.1f} after {int(history['monitor_checks'])} checks): the whole budget ran."
+                f"The forgetting monitor did not find the batch forgotten within the budget (last check: {measure}, "
+                f"after {int(history['monitor_checks'])} checks): the whole budget ran."
             )
     if "guard_backoffs" in history:
         lines.append(

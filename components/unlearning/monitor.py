@@ -92,6 +92,7 @@ class ForgettingMonitor:
     def history(self, step: int, stopped_at: int | None) -> dict[str, float]:
         """``monitor_value``: forget accuracy (class level) or its excess over held-out (sample level), last check."""
         return {
+            "monitor_class_level": float(self.class_level),
             "monitor_checks": float(self.checks),
             "monitor_value": self.last_value,
             "monitor_forgotten": float(self.forgotten),

@@ -277,6 +277,7 @@ def test_the_report_says_how_many_steps_of_the_budget_ran_and_why_the_loop_stopp
     section = text.split("## Unlearning\n\n", 1)[1].split("\n## ", 1)[0]
     assert "105 unlearner steps of a budget of 304" in section
     assert "stopped the loop at step 105" in section
+    assert "-0.4 points from held-out accuracy" in section
     assert "0 back-off(s)" in section
 
 
@@ -285,6 +286,13 @@ def test_a_monitor_that_never_fired_says_the_whole_budget_ran() -> None:
     unlearning = {"method": "mixunlearn", "seconds": 60.0, "history": history}
     text = render_markdown(replace(make_outcome(), unlearning=unlearning), MODEL, ALIAS)
     assert "did not find the batch forgotten within the budget" in text
+
+
+def test_a_class_level_monitor_reports_forget_accuracy() -> None:
+    history = {**MONITOR_STOP, "monitor_class_level": 1.0, "monitor_value": 0.8}
+    unlearning = {"method": "mixunlearn", "seconds": 9.9, "history": history}
+    text = render_markdown(replace(make_outcome(), unlearning=unlearning), MODEL, ALIAS)
+    assert "forget accuracy 0.8 %" in text
 
 
 def test_without_the_unlearning_run_the_report_has_no_unlearning_section() -> None:
