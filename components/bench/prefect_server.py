@@ -33,6 +33,16 @@ def answers(url: str) -> bool:
         return False
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Terminate ``process``; kill it if it has not exited after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def server_environment(work: Path, api_url: str) -> dict[str, str]:
     """What a client (and the server) needs: the API URL, a private home and database, no telemetry."""
     return {
@@ -70,8 +80,4 @@ def running_prefect_server(work: Path, start_timeout: float = 180.0) -> Iterator
                 time.sleep(0.5)
             yield environment
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)

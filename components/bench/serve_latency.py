@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from components.adapters.storage import ObjectStore
-from components.bench.prefect_server import answers, free_port
+from components.bench.prefect_server import answers, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("params.yaml", "tuned.yaml", "grids.yaml", "examples")
@@ -120,11 +120,7 @@ class Services:
 
     def stop(self) -> None:
         for process in reversed(self.processes):
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
 
 
 def cli(services: Services, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
