@@ -31,17 +31,10 @@ from components.config import ConfigError, load_config
 from components.data.datasets import load_dataset
 from components.runtime import resolve_device
 from components.unlearning.base import LabeledTensors
+from components.unlearning.guard import seeded_subset
 from components.verification.certification import Certification, ModelEvidence, certify
 from components.verification.heldout import monitor_mask
 from components.verification.predictions import predict
-
-
-def _subset(data: LabeledTensors, size: int, seed: int) -> LabeledTensors:
-    if len(data.labels) <= size:
-        return data
-    positions = np.sort(np.random.default_rng(seed).choice(len(data.labels), size=size, replace=False))
-    index = torch.as_tensor(positions, device=data.labels.device)
-    return LabeledTensors(images=data.images[index], labels=data.labels[index])
 
 
 class StepCounter:
@@ -107,7 +100,9 @@ def run_grid(request: BenchRequest, method: str, grid: Mapping[str, Sequence[Any
         whole = prepare_seed(request, bundle, seed, device, cache, lambda m, s: ())
         reference = validation_metrics(whole.retrain_model, whole, batch)
         prepared, heldout = split_val(whole, request.config.verify.certification.monitor_fraction)
-        retain = _subset(prepared.task.retain, request.config.verify.retain_sample, seed)
+        retain = seeded_subset(
+            prepared.task.retain, np.arange(len(prepared.task.retain.labels)), request.config.verify.retain_sample, seed
+        )
         control = evidence(prepared.task.original, prepared, heldout, retain, batch)
         for values in expand_grid(grid):
             tuned = _with_settings(request, method, bundle.name, request.scenario, values)

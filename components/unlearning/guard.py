@@ -37,6 +37,14 @@ class GuardSettings:
     batch_size: int = 1024
 
 
+def seeded_subset(data: LabeledTensors, positions: np.ndarray, max_samples: int, seed: int) -> LabeledTensors:
+    """``data`` at ``positions``, or at a seeded draw of ``max_samples`` of them (kept in order) when there are more."""
+    if len(positions) > max_samples:
+        positions = np.sort(np.random.default_rng(seed).choice(positions, size=max_samples, replace=False))
+    index = torch.as_tensor(positions, device=data.labels.device)
+    return LabeledTensors(images=data.images[index], labels=data.labels[index])
+
+
 def kept_class_heldout(
     heldout: LabeledTensors, retain_labels: torch.Tensor, max_samples: int, seed: int
 ) -> LabeledTensors | None:
@@ -46,10 +54,7 @@ def kept_class_heldout(
     positions = torch.nonzero(torch.isin(heldout.labels, kept)).flatten().cpu().numpy()
     if len(positions) < 2:
         return None
-    if len(positions) > max_samples:
-        positions = np.sort(np.random.default_rng(seed).choice(positions, size=max_samples, replace=False))
-    index = torch.as_tensor(positions, device=heldout.labels.device)
-    return LabeledTensors(images=heldout.images[index], labels=heldout.labels[index])
+    return seeded_subset(heldout, positions, max_samples, seed)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from components.unlearning.base import LabeledTensors
-from components.unlearning.guard import accuracy
+from components.unlearning.guard import accuracy, seeded_subset
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,6 @@ class MonitorSettings:
     max_class_accuracy: float = 1.0
     max_samples: int = 2000
     batch_size: int = 1024
-
-
-def _seeded_subset(data: LabeledTensors, positions: np.ndarray, max_samples: int, seed: int) -> LabeledTensors:
-    if len(positions) > max_samples:
-        positions = np.sort(np.random.default_rng(seed).choice(positions, size=max_samples, replace=False))
-    index = torch.as_tensor(positions, device=data.labels.device)
-    return LabeledTensors(images=data.images[index], labels=data.labels[index])
 
 
 class ForgettingMonitor:
@@ -61,12 +54,12 @@ class ForgettingMonitor:
         forget_classes = torch.unique(forget.labels).cpu().numpy()
         kept = torch.unique(retain_labels).cpu().numpy()
         self.class_level = bool(np.any(~np.isin(forget_classes, kept)))
-        self.forget = _seeded_subset(forget, np.arange(len(forget.labels)), settings.max_samples, seed)
+        self.forget = seeded_subset(forget, np.arange(len(forget.labels)), settings.max_samples, seed)
         self.heldout: LabeledTensors | None = None
         if heldout is not None and not self.class_level:
             same_classes = np.flatnonzero(np.isin(heldout.labels.cpu().numpy(), forget_classes))
             if len(same_classes) >= 2:
-                self.heldout = _seeded_subset(heldout, same_classes, settings.max_samples, seed)
+                self.heldout = seeded_subset(heldout, same_classes, settings.max_samples, seed)
         self.checks = 0
         self.last_value = float("nan")
         self.forgotten = False
