@@ -242,7 +242,7 @@ def tune(
         import yaml
 
         from components.bench.harness import BenchRequest
-        from components.bench.tuning import edge_keys, grid_size, load_grids, tune_method
+        from components.bench.tuning import grid_size, load_grids, tune_method
         from components.files import write_atomically
 
         config = load_params(params, override)
@@ -276,21 +276,23 @@ def tune(
                     f"{name:32s} {dict(point.settings)} val-gap {point.validation_gap:.2f} RTE {point.seconds:.2f}s"
                     + (" COLLAPSED" if point.collapsed else "")
                 ),
+                config.bench.tuning.edge_extensions,
             )
             best = result.points[0]
-            edges = edge_keys(all_grids[name], best.settings)
+            edges = list(result.edges)
             document.setdefault(request.dataset, {}).setdefault(request.scenario, {})[name] = dict(best.settings)
             typer.echo(f"selected for {name} ({request.dataset}, {request.scenario}): {dict(best.settings)}")
             if result.all_collapsed:
                 typer.echo(f"COLLAPSED: every one of the {len(result.points)} grid points of {name} collapsed")
             if edges:
-                typer.echo(f"edge: {name}'s winner sits on the grid's edge in {', '.join(edges)}")
+                typer.echo(f"edge: {name}'s winner is still on the edge of what was evaluated in {', '.join(edges)}")
             entries.append(
                 {
                     "dataset": request.dataset,
                     "scenario": request.scenario,
                     "method": name,
                     "grid_size": grid_size(all_grids[name]),
+                    "points_past_the_edge": result.extended,
                     "seeds": list(request.seeds),
                     "selected": dict(best.settings),
                     "validation_gap": best.validation_gap,

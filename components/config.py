@@ -158,6 +158,9 @@ class TuningSection(Section):
     """
 
     seeds: list[int] = Field(default_factory=lambda: [100, 101, 102])
+    # How many geometric steps past the grid's edge the search may take per key while the winner sits on it
+    # (components/bench/tuning.py); 0 evaluates the grid as written.
+    edge_extensions: int = Field(2, ge=0)
 
     @field_validator("seeds")
     @classmethod

@@ -78,6 +78,13 @@ def run_slice(dataset: str, scenario: str, methods: list[str], seeds: str, extra
     return selected
 
 
+HEADER = (
+    "# Written by `python -m components.bench.tune_all` (`mixunlearn tune` per scenario): each method's\n"
+    "# setting selected on the VALIDATION split only (never test), from grids.yaml. `mixunlearn bench` and the\n"
+    "# pipeline apply them by dataset and scenario (params.yaml unlearn.tuned_file). Logs: docs/tuning/.\n"
+)
+
+
 def merge(documents: list[dict], into: dict) -> dict:
     for document in documents:
         for dataset, scenarios in document.items():
@@ -86,18 +93,43 @@ def merge(documents: list[dict], into: dict) -> dict:
     return into
 
 
+def merge_into_selected(text: str, documents: list[dict], dataset: str, replaced: tuple[str, ...]) -> str:
+    """``text`` (tuned.yaml) with the winners of ``documents`` merged in, its comments and every other entry kept:
+    the pipeline's per-kind entries (``class``, ``sample``) are hand-written and documented there. The scenarios in
+    ``replaced`` (a fresh tuning of every method) lose their old winners first."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    round_trip = YAML()
+    round_trip.width = 120
+    current = round_trip.load(text) if text.strip() else None
+    if current is None:
+        current = round_trip.load(HEADER + "{}\n")
+    for scenario in replaced:
+        if dataset in current and scenario in current[dataset]:
+            del current[dataset][scenario]
+    merge(documents, current)
+    out = io.StringIO()
+    round_trip.dump(current, out)
+    return out.getvalue()
+
+
 def report_table(entries: list[dict]) -> str:
     """Markdown: one row per (scenario, method) with its grid size, seeds, winner, edge keys and collapse."""
     lines = [
-        "| Scenario | Method | Grid points | Seeds | Selected | Val. gap | Winner on the edge in | Collapsed points |",
+        "| Scenario | Method | Grid points (+ past the edge) | Seeds | Selected | Val. gap "
+        "| Winner still on the edge in | Collapsed points |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for entry in sorted(entries, key=lambda e: (e["scenario"], e["method"])):
-        collapsed = f"{entry['collapsed_points']}/{entry['grid_size']}"
+        extended = entry.get("points_past_the_edge", 0)
+        collapsed = f"{entry['collapsed_points']}/{entry['grid_size'] + extended}"
         if entry["all_collapsed"]:
-            collapsed = f"**all {entry['grid_size']} collapsed**"
+            collapsed = f"**all {entry['grid_size'] + extended} collapsed**"
+        size = f"{entry['grid_size']} (+{extended})" if extended else str(entry["grid_size"])
         lines.append(
-            f"| {entry['scenario']} | {entry['method']} | {entry['grid_size']} | "
+            f"| {entry['scenario']} | {entry['method']} | {size} | "
             f"{','.join(str(seed) for seed in entry['seeds'])} | {entry['selected']} | {entry['validation_gap']:.2f} | "
             f"{', '.join(entry['edge_keys']) or '–'} | {collapsed} |"
         )
@@ -126,19 +158,16 @@ def main() -> None:
             for index, (scenario, methods) in enumerate(work)
         ]
         outputs = [future.result() for future in futures]
-    current = yaml.safe_load(SELECTED.read_text()) if SELECTED.exists() else {}
-    current = current or {}
-    if not args.methods:
-        current.pop(args.dataset, None)  # a fresh tuning of every method replaces the dataset's old winners
-    merged = merge([yaml.safe_load(path.read_text()) or {} for path in outputs], current)
-    header = (
-        "# Written by `python -m components.bench.tune_all` (`mixunlearn tune` per scenario): each method's\n"
-        "# setting selected on the VALIDATION split only (never test), from grids.yaml. `mixunlearn bench` and the\n"
-        "# pipeline apply them by dataset and scenario (params.yaml unlearn.tuned_file). Logs: docs/tuning/.\n"
+    scenarios = tuple(args.scenarios.split(","))
+    merged = merge_into_selected(
+        SELECTED.read_text() if SELECTED.exists() else "",
+        [yaml.safe_load(path.read_text()) or {} for path in outputs],
+        args.dataset,
+        scenarios if not args.methods else (),
     )
     from components.files import write_atomically
 
-    write_atomically(SELECTED, header + yaml.safe_dump(merged, sort_keys=True))
+    write_atomically(SELECTED, merged)
     LOGS.mkdir(parents=True, exist_ok=True)
     for path in outputs:
         (LOGS / path.with_suffix(".log").name).write_text(path.with_suffix(".log").read_text())

@@ -9,6 +9,13 @@ score because both protocols grade them: a setting that matches Retrain's accura
 set more (or less) recognisable than Retrain's would otherwise win on accuracy alone. The grid point with the
 smallest mean validation gap wins; ties go to the earlier (cheaper) point.
 
+A winner whose value of a numeric key is the smallest or largest value that key took is on the grid's *edge*: the
+optimum may lie outside the grid. With ``edge_extensions`` > 0 the search then widens the grid itself: it evaluates
+the winner with that key moved one geometric step past the edge (the ratio of the edge value to its neighbour: 1e-4,
+1e-3 extends to 1e-2; steps 30, 300 to 3,000), and repeats while a new point wins and the key has extensions left.
+An extension that the method's config refuses (mask_ratio above 1) is not run; a key still on its edge after the
+search is reported (``TuningResult.edges``).
+
 A point *collapses* when its held-out utility (validation accuracy on the kept classes, or on every class for a
 sample-level scenario) falls below half of Retrain's: such a model no longer does its job, whatever its gap. A
 method whose every point collapses is reported as such (``TuningResult.all_collapsed``) rather than as tuned. A
@@ -40,7 +47,7 @@ from components.bench.harness import BenchRequest, ModelCache, PreparedSeed, pre
 from components.config import UnlearnSection, pinned_keys
 from components.data.datasets import dataset_names, load_dataset
 from components.runtime import resolve_device
-from components.unlearning.base import get_method
+from components.unlearning.base import build_config, get_method
 from components.verification.metrics import evaluate_predictions, gap_laf, gap_salun
 from components.verification.predictions import predict
 
@@ -76,6 +83,95 @@ def edge_keys(grid: Grid, settings: Mapping[str, Any]) -> list[str]:
             if len(values) > 1 and key in settings and settings[key] in (values[0], values[-1]) and key not in edges:
                 edges.append(key)
     return edges
+
+
+def numeric_axes(grid: Grid) -> dict[str, list[float]]:
+    """Each varied key whose values are all positive numbers (not booleans), with every value it takes in any
+    stage, sorted: the axes an edge search can step along geometrically."""
+    axes: dict[str, set[float]] = {}
+    mixed: set[str] = set()  # a key with a non-numeric value in any stage is never extended
+    for stage in grid_stages(grid):
+        for key, values in stage.items():
+            if all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values):
+                axes.setdefault(key, set()).update(values)
+            else:
+                mixed.add(key)
+    return {key: sorted(values) for key, values in axes.items() if len(values) > 1 and key not in mixed}
+
+
+def step_past_edge(axis: Sequence[float], value: Any) -> Any | None:
+    """The value one geometric step beyond ``value`` when it is the smallest or largest of ``axis`` (the ratio of
+    the edge to its neighbour), as an int when the axis is integral; None when ``value`` is inside the axis or the
+    step would not give a new positive value."""
+    if value == axis[-1]:
+        candidate = axis[-1] * axis[-1] / axis[-2]
+    elif value == axis[0]:
+        candidate = axis[0] * axis[0] / axis[1]
+    else:
+        return None
+    if all(isinstance(v, int) for v in axis):
+        candidate = round(candidate)
+        if candidate < 1 or candidate in axis:
+            return None
+        return int(candidate)
+    return float(f"{candidate:.3g}")  # 1e-4, 1e-3 extends to 0.01, not 0.010000000000000002
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """Every evaluated point in evaluation order, the keys whose winning value is still the smallest or largest
+    evaluated (numeric keys) or the first or last listed (other keys), and how many points lay past the grid."""
+
+    points: tuple[GridPoint, ...]
+    edges: tuple[str, ...]
+    extended: int
+
+
+def search_grid(
+    grid: Grid,
+    evaluate: Callable[[dict[str, Any]], GridPoint],
+    edge_extensions: int = 0,
+    is_valid: Callable[[dict[str, Any]], bool] = lambda settings: True,
+) -> SearchOutcome:
+    """Evaluate ``grid`` stage by stage, then widen it past the winner's edges (module docstring)."""
+    points: list[GridPoint] = []
+
+    def measure(settings: dict[str, Any]) -> None:
+        if not any(point.settings == settings for point in points):  # a stage may revisit the winner
+            points.append(evaluate(settings))
+
+    best: dict[str, Any] = {}
+    for stage in grid_stages(grid):
+        for values in expand_grid(stage):
+            measure({**best, **values})
+        if points:
+            best = dict(min(points, key=lambda point: point.validation_gap).settings)
+    on_grid = len(points)
+    axes = numeric_axes(grid)
+    left = dict.fromkeys(axes, edge_extensions)
+    extending = True
+    while extending and points:
+        extending = False
+        best = dict(min(points, key=lambda point: point.validation_gap).settings)
+        for key, axis in axes.items():
+            value = step_past_edge(axis, best.get(key)) if left[key] > 0 and key in best else None
+            if value is None:
+                continue
+            left[key] -= 1
+            candidate = {**best, key: value}
+            if not is_valid(candidate):
+                left[key] = 0
+                continue
+            axes[key] = sorted([*axis, value])
+            measure(candidate)
+            extending = True
+            break  # re-read the winner before stepping along another key
+    if not points:
+        return SearchOutcome(points=(), edges=(), extended=0)
+    best = dict(min(points, key=lambda point: point.validation_gap).settings)
+    numeric_edges = [key for key, axis in axes.items() if key in best and best[key] in (axis[0], axis[-1])]
+    other_edges = [key for key in edge_keys(grid, best) if key not in axes]
+    return SearchOutcome(points=tuple(points), edges=(*numeric_edges, *other_edges), extended=len(points) - on_grid)
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -127,10 +223,13 @@ def validation_gap(method: Mapping[str, float | None], retrain: Mapping[str, flo
 
 @dataclass(frozen=True)
 class TuningResult:
-    """The forget kind tuned for (``class`` or ``sample``) and the grid points, best first."""
+    """The forget kind tuned for (``class`` or ``sample``), the grid points, best first, the keys whose winning
+    value is still on the edge of what was evaluated, and how many points lay past the grid's edges."""
 
     kind: str
     points: tuple[GridPoint, ...]
+    edges: tuple[str, ...] = ()
+    extended: int = 0
 
     @property
     def all_collapsed(self) -> bool:
@@ -157,8 +256,10 @@ def tune_method(
     grid: Grid,
     request: BenchRequest,
     on_point: Callable[[GridPoint], None] = lambda point: None,
+    edge_extensions: int = 0,
 ) -> TuningResult:
-    """Evaluate every grid point of ``method`` on the request's seeds, stage by stage (module docstring)."""
+    """Evaluate every grid point of ``method`` on the request's seeds, stage by stage, widening the grid past the
+    winner's edges up to ``edge_extensions`` times per key (module docstring)."""
     get_method(method)
     stages = grid_stages(grid)
     for stage in stages:
@@ -173,32 +274,39 @@ def tune_method(
     if len(kinds) != 1:
         raise ValueError(f"the scenario forgets whole classes for some seeds only ({request.scenario})")
     kind = kinds.pop()
-    points: list[GridPoint] = []
-    best: dict[str, Any] = {}
-    for stage in stages:
-        for values in expand_grid(stage):
-            settings = {**best, **values}
-            if any(point.settings == settings for point in points):
-                continue  # a stage may revisit the winner; it was measured already
-            gaps, seconds, utilities = [], [], []
-            for prepared, reference in zip(prepared_seeds, references, strict=True):
-                tuned_request = _with_settings(request, method, bundle.name, request.scenario, settings)
-                model, rte = run_method(method, prepared, tuned_request, ())
-                metrics = validation_metrics(model, prepared, batch)
-                gaps.append(validation_gap(metrics, reference))
-                utilities.append(utility(metrics) / max(utility(reference), 1e-9))
-                seconds.append(rte)
-            point = GridPoint(
-                settings=settings,
-                validation_gap=float(np.mean(gaps)),
-                seconds=float(np.mean(seconds)),
-                collapsed=float(np.mean(utilities)) < COLLAPSE_FRACTION,
-            )
-            points.append(point)
-            on_point(point)
-        if points:
-            best = dict(min(points, key=lambda point: point.validation_gap).settings)
-    return TuningResult(kind=kind, points=tuple(sorted(points, key=lambda point: point.validation_gap)))
+
+    def evaluate(settings: dict[str, Any]) -> GridPoint:
+        gaps, seconds, utilities = [], [], []
+        for prepared, reference in zip(prepared_seeds, references, strict=True):
+            tuned_request = _with_settings(request, method, bundle.name, request.scenario, settings)
+            model, rte = run_method(method, prepared, tuned_request, ())
+            metrics = validation_metrics(model, prepared, batch)
+            gaps.append(validation_gap(metrics, reference))
+            utilities.append(utility(metrics) / max(utility(reference), 1e-9))
+            seconds.append(rte)
+        point = GridPoint(
+            settings=settings,
+            validation_gap=float(np.mean(gaps)),
+            seconds=float(np.mean(seconds)),
+            collapsed=float(np.mean(utilities)) < COLLAPSE_FRACTION,
+        )
+        on_point(point)
+        return point
+
+    def is_valid(settings: dict[str, Any]) -> bool:
+        try:
+            build_config(method, settings)
+        except ValueError:  # pydantic's ValidationError: a value past the key's bound
+            return False
+        return True
+
+    outcome = search_grid(grid, evaluate, edge_extensions, is_valid)
+    return TuningResult(
+        kind=kind,
+        points=tuple(sorted(outcome.points, key=lambda point: point.validation_gap)),
+        edges=outcome.edges,
+        extended=outcome.extended,
+    )
 
 
 def _with_settings(

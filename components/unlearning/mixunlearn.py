@@ -485,6 +485,22 @@ _VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
         "MixUnlearn, label-aware, plus a KL(original || unlearner) teacher term on the retain batch",
         {"label_mode": "aware", "teacher": True},
     ),
+    # The faithfulness row: LAF's released schedule for its CNN (hyperparameter.md: 20 unlearning epochs, the
+    # representation-alignment lr 1e-4), as the paper says it followed LAF; tau and omega stay the tuned ones
+    # (tuned.yaml copies them), and nothing of ours stops or restores the loop.
+    "mixunlearn_laf_schedule": (
+        "MixUnlearn, label-aware, under LAF's CNN schedule (20 passes over the forget set, lr 1e-4, no guard)",
+        {
+            "label_mode": "aware",
+            "epochs": 20,
+            "lr": 1e-4,
+            "steps": 0,
+            "min_steps": 0,
+            "max_steps": 0,
+            "guard": False,
+            "stop_when_forgotten": False,
+        },
+    ),
 }
 
 for _name, (_description, _switches) in _VARIANTS.items():

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 from components.reporting import markdown_table, ranking_table, results_document
 from components.verification.metrics import ALL_METRICS
@@ -257,3 +258,48 @@ def test_tuning_report_states_grid_size_edges_and_collapse(tune_all: ModuleType)
     assert "| lr | **all 12 collapsed** |" in rows[0]
     assert rows[1].startswith("| class:0 | scrub | 9 |")
     assert rows[1].endswith("| – | 0/9 |")
+
+
+def test_tuning_report_counts_points_past_the_edge(tune_all: ModuleType) -> None:
+    entry = {
+        "scenario": "class:0",
+        "method": "ft",
+        "grid_size": 9,
+        "points_past_the_edge": 2,
+        "seeds": [100],
+        "selected": {"lr": 1e-2},
+        "validation_gap": 1.0,
+        "edge_keys": [],
+        "collapsed_points": 1,
+        "all_collapsed": False,
+    }
+    row = tune_all.report_table([entry]).splitlines()[2]
+    assert row.startswith("| class:0 | ft | 9 (+2) |")
+    assert row.endswith("| – | 1/11 |")
+
+
+def test_merging_winners_keeps_tuned_yaml_comments_and_the_pipeline_kinds(tune_all: ModuleType) -> None:
+    # given a tuned.yaml with a hand-written, commented per-kind entry and an old scenario winner
+    text = (
+        "# header\n"
+        "digits:\n"
+        "  sample:  # chosen by certify_grid\n"
+        "    mixunlearn:\n"
+        "      lr: 0.0001  # why\n"
+        "  class:0:\n"
+        "    ft: {lr: 0.1}\n"
+        "    old_method: {lr: 0.5}\n"
+    )
+    winners = [{"digits": {"class:0": {"ft": {"lr": 0.01}}}}]
+    # when every method of class:0 was tuned afresh
+    merged = tune_all.merge_into_selected(text, winners, "digits", ("class:0",))
+    # then: class:0 holds the new winners only; the kind entry and every comment stay
+    assert yaml.safe_load(merged)["digits"] == {
+        "sample": {"mixunlearn": {"lr": 0.0001}},
+        "class:0": {"ft": {"lr": 0.01}},
+    }
+    for comment in ("# header", "# chosen by certify_grid", "# why"):
+        assert comment in merged
+    # and a partial tuning (named methods) keeps the other winners
+    partial = tune_all.merge_into_selected(text, winners, "digits", ())
+    assert yaml.safe_load(partial)["digits"]["class:0"] == {"ft": {"lr": 0.01}, "old_method": {"lr": 0.5}}

@@ -36,7 +36,7 @@ from components.config import PipelineConfig, load_config
 from components.unlearning.base import build_config
 
 REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
-SHRINK = ["train.recipes.digits.epochs=2", "base.device=cpu"]
+SHRINK = ["train.recipes.digits.epochs=2", "base.device=cpu", "bench.tuning.edge_extensions=0"]
 # epochs in the grid too: the tuned layer is the only one that beats kinds.<kind>.mixunlearn.epochs
 GRID = {"epochs": [1], "lr": [1e-3, 1e-5]}
 SAMPLE_SCENARIO = "data:0.4:5-9"
@@ -467,3 +467,97 @@ def test_a_method_that_ruins_the_model_is_reported_collapsed(
     result = tune_method("ga", {"lr": [1e-3, 1e-2]}, _request(config, SAMPLE_SCENARIO))
     # then
     assert result.all_collapsed
+
+
+def _bowl(optimum: dict[str, float], seen: list[dict[str, Any]]) -> Any:
+    """An evaluator whose gap is the squared log-distance to ``optimum``: the best point is known by construction."""
+    import math
+
+    def evaluate(settings: dict[str, Any]) -> GridPoint:
+        seen.append(dict(settings))
+        gap = sum(math.log10(settings.get(key, 1.0) / value) ** 2 for key, value in optimum.items())
+        return GridPoint(settings=settings, validation_gap=gap, seconds=0.0)
+
+    return evaluate
+
+
+def test_search_without_extensions_evaluates_the_grid_as_written() -> None:
+    # given an optimum far beyond the grid's largest lr
+    seen: list[dict[str, Any]] = []
+    # when
+    outcome = tuning.search_grid({"lr": [1e-4, 1e-3]}, _bowl({"lr": 1.0}, seen), edge_extensions=0)
+    # then
+    assert seen == [{"lr": 1e-4}, {"lr": 1e-3}]
+    assert outcome.extended == 0
+    assert outcome.edges == ("lr",)
+
+
+def test_search_steps_past_the_edge_while_the_winner_sits_on_it() -> None:
+    # given an optimum two geometric steps past the largest lr
+    seen: list[dict[str, Any]] = []
+    # when
+    outcome = tuning.search_grid({"lr": [1e-4, 1e-3]}, _bowl({"lr": 1e-1}, seen), edge_extensions=3)
+    # then: 1e-2 wins, so 1e-1 is tried; 1e-1 wins, so 1.0 is tried and loses: the winner is inside
+    assert [point["lr"] for point in seen] == [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    assert outcome.extended == 3
+    assert min(outcome.points, key=lambda point: point.validation_gap).settings == {"lr": 1e-1}
+    assert outcome.edges == ()
+
+
+def test_search_extends_each_key_at_most_edge_extensions_times() -> None:
+    # given an optimum far below the smallest epochs and far above the largest lr
+    seen: list[dict[str, Any]] = []
+    grid = {"lr": [1e-4, 1e-3], "epochs": [4, 8]}
+    # when
+    outcome = tuning.search_grid(grid, _bowl({"lr": 10.0, "epochs": 0.001}, seen), edge_extensions=1)
+    # then: one step per key, each from the winner so far, and both keys are still on their edge
+    extensions = seen[len(tuning.expand_grid(grid)) :]
+    assert extensions == [{"lr": 1e-2, "epochs": 4}, {"lr": 1e-2, "epochs": 2}]
+    assert outcome.extended == 2
+    assert set(outcome.edges) == {"lr", "epochs"}
+
+
+def test_an_integer_axis_stays_integral_and_positive() -> None:
+    assert tuning.step_past_edge([30, 300], 300) == 3000
+    assert tuning.step_past_edge([2, 5], 2) == 1
+    assert tuning.step_past_edge([1, 2], 1) is None  # 0.5 rounds to 0: no positive integer lies past the edge
+    assert tuning.step_past_edge([1e-4, 1e-3, 1e-2], 1e-3) is None  # inside the axis
+
+
+def test_a_non_numeric_key_is_never_extended_but_is_reported_on_its_edge() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def evaluate(settings: dict[str, Any]) -> GridPoint:
+        seen.append(dict(settings))
+        return GridPoint(settings=settings, validation_gap=0.0 if settings["optimizer"] == "sgd" else 1.0, seconds=0)
+
+    # when
+    outcome = tuning.search_grid({"optimizer": ["adam", "sgd"]}, evaluate, edge_extensions=2)
+    # then
+    assert len(seen) == 2
+    assert outcome.edges == ("optimizer",)
+
+
+def test_an_extension_the_method_refuses_is_not_run() -> None:
+    # given a bounded key (a share of weights) whose next step would pass 1
+    seen: list[dict[str, Any]] = []
+    grid = {"mask_ratio": [0.5, 0.9]}
+    # when
+    outcome = tuning.search_grid(
+        grid, _bowl({"mask_ratio": 1.0}, seen), edge_extensions=2, is_valid=lambda s: s["mask_ratio"] <= 1.0
+    )
+    # then: 0.9 * 0.9 / 0.5 = 1.62 is refused, nothing past the grid ran
+    assert len(seen) == 2
+    assert outcome.extended == 0
+    assert outcome.edges == ("mask_ratio",)
+
+
+def test_extensions_start_from_the_staged_winner() -> None:
+    # given two stages; the optimum lies past stage two's largest omega
+    seen: list[dict[str, Any]] = []
+    grid = [{"lr": [1e-4, 1e-3, 1e-2]}, {"omega": [0.25, 4.0]}]
+    # when
+    outcome = tuning.search_grid(grid, _bowl({"lr": 1e-3, "omega": 64.0}, seen), edge_extensions=1)
+    # then: lr stays at its interior winner; omega steps once to 4 * 4 / 0.25 = 64
+    assert seen[-1] == {"lr": 1e-3, "omega": 64.0}
+    assert min(outcome.points, key=lambda point: point.validation_gap).settings == {"lr": 1e-3, "omega": 64.0}

@@ -31,6 +31,7 @@ EXPECTED_METHODS = {
     "mixunlearn_no_mix",
     "mixunlearn_agnostic_no_sharpen",
     "mixunlearn_teacher",
+    "mixunlearn_laf_schedule",
 }
 # name -> fields its switches must set (everything else keeps MixUnlearnConfig's default).
 ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
@@ -41,6 +42,16 @@ ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
     "mixunlearn_no_mix": {"label_mode": "aware", "use_mix_loss": False},
     "mixunlearn_agnostic_no_sharpen": {"label_mode": "agnostic", "sharpen": False},
     "mixunlearn_teacher": {"label_mode": "aware", "teacher": True},
+    "mixunlearn_laf_schedule": {
+        "label_mode": "aware",
+        "epochs": 20,
+        "lr": 1e-4,
+        "steps": 0,
+        "min_steps": 0,
+        "max_steps": 0,
+        "guard": False,
+        "stop_when_forgotten": False,
+    },
 }
 FAST = {"epochs": 1, "batch_size": 8, "generator_interval": 1}
 
@@ -244,12 +255,14 @@ def test_short_run_has_finite_losses_and_reports_steps(tiny_task: TaskFactory, n
     # given
     events: list[tuple[str, dict[str, float], int]] = []
     unlearn = build_unlearner(name, {**FAST, "epochs": 2})
+    # a switch wins over the settings: the LAF-schedule row always makes its 20 passes (2 batches each here)
+    expected = 2 * build_config(name, {**FAST, "epochs": 2}).epochs
     # when
     result = unlearn(tiny_task(), [lambda event, values, step: events.append((event, dict(values), step))])
     # then
-    assert events[0] == ("unlearn_start", {"total_steps": 4.0}, 0)
+    assert events[0] == ("unlearn_start", {"total_steps": float(expected)}, 0)
     steps = [(values, step) for event, values, step in events if event == "unlearn_step"]
-    assert [step for _, step in steps] == [1, 2, 3, 4]
+    assert [step for _, step in steps] == list(range(1, expected + 1))
     for values, _ in steps:
         assert values, name
         assert all(math.isfinite(v) for v in values.values()), values
