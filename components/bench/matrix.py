@@ -1,14 +1,16 @@
 """Run the benchmark matrix and regenerate docs/benchmarks.md from the results JSON.
 
 Usage:
-    python -m components.bench.matrix [--matrix core|comparison] [--datasets digits,fashion_mnist] [--force] [--jobs N]
+    python -m components.bench.matrix [--matrix core|comparison|faithfulness] [--datasets digits,fashion_mnist]
+        [--scenarios S] [--force] [--jobs N]
     python -m components.bench.matrix --report-only
 
 ``core`` (the core issue): Original, Retrain, MixUnlearn (label-aware and -agnostic) and the four ablations on
 class:0 and data:0.4:5-9. ``comparison`` (the baselines issue): every registered method on class:0,
-data:0.4:5-9 and random:0.1. Seeds are params.yaml's ``bench.report_seeds`` (digits 0-4, Fashion-MNIST 0-2),
-disjoint from the tuning seeds ``bench.tuning.seeds``. Each cell is one
-``mixunlearn bench`` process (its peak memory is measured with ``/usr/bin/time -v`` when available) writing
+data:0.4:5-9 and random:0.1. ``faithfulness``: the tuned MixUnlearn beside the same losses under LAF's own CNN
+schedule (``mixunlearn_laf_schedule``) on class:0. Seeds are params.yaml's ``bench.report_seeds`` (digits 0-4,
+Fashion-MNIST 0-2), disjoint from the tuning seeds ``bench.tuning.seeds``. Each cell is one ``mixunlearn bench``
+process (its peak memory is measured with ``/usr/bin/time -v`` when available) writing
 ``artifacts/matrix/<matrix>/<dataset>/<scenario>/results.json``; existing cells are skipped unless ``--force``.
 The report is rebuilt from whatever JSON exists, with the command and machine of each cell.
 """
@@ -44,6 +46,8 @@ CORE_METHODS = (
 MATRICES = {
     "core": {"scenarios": ("class:0", "data:0.4:5-9"), "methods": CORE_METHODS},
     "comparison": {"scenarios": ("class:0", "data:0.4:5-9", "random:0.1"), "methods": "all"},
+    # The paper's algorithm under LAF's released schedule beside the tuned one (issue #9's faithfulness row).
+    "faithfulness": {"scenarios": ("class:0",), "methods": "original,retrain,mixunlearn,mixunlearn_laf_schedule"},
 }
 
 
@@ -162,7 +166,9 @@ stops with a one-line error. Grids are in grids.yaml, with per-dataset sections 
 Boundary Shrink and SCRUB, SCRUB with SGD and momentum as in its reference code). `docs/tuning/<dataset>-grids.md`
 states each method's grid size beside its winner, the keys whose winner sits on the grid's edge, and how many
 points collapsed (validation utility below half of Retrain's); a method whose every point collapsed is reported
-as such. An explicit `--set` of a method setting always wins over tuned.yaml; a `--set` of a key the grid varies
+as such. No grid is trusted to hold its optimum: while a winner's value of a numeric key is the smallest or
+largest evaluated, the search evaluates it one geometric step further (1e-4, 1e-3 -> 1e-2), up to
+`bench.tuning.edge_extensions` (2) steps per key, every method alike ("9 (+2)": 9 grid points, 2 past its edge). An explicit `--set` of a method setting always wins over tuned.yaml; a `--set` of a key the grid varies
 is refused while tuning. Tables in this report whose note predates this were tuned on seed 0 with smaller grids.
 """
 
