@@ -168,8 +168,9 @@ states each method's grid size beside its winner, the keys whose winner sits on 
 points collapsed (validation utility below half of Retrain's); a method whose every point collapsed is reported
 as such. No grid is trusted to hold its optimum: while a winner's value of a numeric key is the smallest or
 largest evaluated, the search evaluates it one geometric step further (1e-4, 1e-3 -> 1e-2), up to
-`bench.tuning.edge_extensions` (2) steps per key, every method alike ("9 (+2)": 9 grid points, 2 past its edge). An explicit `--set` of a method setting always wins over tuned.yaml; a `--set` of a key the grid varies
-is refused while tuning. Tables in this report whose note predates this were tuned on seed 0 with smaller grids.
+`bench.tuning.edge_extensions` (2) steps per key, every method alike ("9 (+2)": 9 grid points, 2 past its edge).
+An explicit `--set` of a method setting always wins over tuned.yaml; a `--set` of a key the grid varies is refused
+while tuning. Tables in this report whose note predates this were tuned on seed 0 with smaller grids.
 """
 
 CHAIN_INTRO = """## Fast verified deletion: sequential batches, each audited against Retrain

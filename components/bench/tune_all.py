@@ -25,6 +25,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -100,9 +101,18 @@ def merge_into_selected(text: str, documents: list[dict], dataset: str, replaced
     import io
 
     from ruamel.yaml import YAML
+    from ruamel.yaml.scalarfloat import ScalarFloat
 
     round_trip = YAML()
     round_trip.width = 120
+
+    # ruamel writes 3e-05, which YAML 1.1 (PyYAML, every reader of this file) reads as a string: write floats as
+    # PyYAML does (3.0e-05)
+    def as_pyyaml_writes_it(representer: Any, value: float) -> Any:
+        return representer.represent_scalar("tag:yaml.org,2002:float", yaml.safe_dump(float(value)).splitlines()[0])
+
+    for float_type in (float, ScalarFloat):  # new winners, and the values read back from the file
+        round_trip.representer.add_representer(float_type, as_pyyaml_writes_it)
     current = round_trip.load(text) if text.strip() else None
     if current is None:
         current = round_trip.load(HEADER + "{}\n")

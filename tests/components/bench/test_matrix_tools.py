@@ -285,21 +285,21 @@ def test_merging_winners_keeps_tuned_yaml_comments_and_the_pipeline_kinds(tune_a
         "digits:\n"
         "  sample:  # chosen by certify_grid\n"
         "    mixunlearn:\n"
-        "      lr: 0.0001  # why\n"
+        "      lr: 1.0e-04  # why\n"
         "  class:0:\n"
         "    ft: {lr: 0.1}\n"
         "    old_method: {lr: 0.5}\n"
     )
-    winners = [{"digits": {"class:0": {"ft": {"lr": 0.01}}}}]
+    winners = [{"digits": {"class:0": {"ft": {"lr": 0.01, "wd": 3e-05}}}}]
     # when every method of class:0 was tuned afresh
     merged = tune_all.merge_into_selected(text, winners, "digits", ("class:0",))
     # then: class:0 holds the new winners only; the kind entry and every comment stay
     assert yaml.safe_load(merged)["digits"] == {
         "sample": {"mixunlearn": {"lr": 0.0001}},
-        "class:0": {"ft": {"lr": 0.01}},
+        "class:0": {"ft": {"lr": 0.01, "wd": 3e-05}},  # a float to PyYAML too, not the string "3e-05"
     }
     for comment in ("# header", "# chosen by certify_grid", "# why"):
         assert comment in merged
     # and a partial tuning (named methods) keeps the other winners
     partial = tune_all.merge_into_selected(text, winners, "digits", ())
-    assert yaml.safe_load(partial)["digits"]["class:0"] == {"ft": {"lr": 0.01}, "old_method": {"lr": 0.5}}
+    assert yaml.safe_load(partial)["digits"]["class:0"] == {"ft": {"lr": 0.01, "wd": 3e-05}, "old_method": {"lr": 0.5}}
