@@ -42,10 +42,15 @@ def slices(methods: list[str], scenarios: tuple[str, ...], parts: int) -> list[t
     ]
 
 
+def scenario_stem(scenario: str) -> str:
+    """The scenario as a file-name part (class:0 -> class_0)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", scenario)
+
+
 def run_slice(dataset: str, scenario: str, methods: list[str], seeds: str, extra: list[str], index: int) -> Path:
     out = ROOT / "artifacts" / "tuning" / dataset
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{dataset}-{re.sub(r'[^A-Za-z0-9.-]+', '_', scenario)}-{index}"
+    stem = f"{dataset}-{scenario_stem(scenario)}-{index}"
     selected = out / f"{stem}.yaml"
     selected.unlink(missing_ok=True)
     selected.with_suffix(".json").unlink(missing_ok=True)
@@ -179,6 +184,9 @@ def main() -> None:
 
     write_atomically(SELECTED, merged)
     LOGS.mkdir(parents=True, exist_ok=True)
+    for scenario in scenarios if not args.methods else ():  # an earlier full tuning's slices would read as current
+        for stale in LOGS.glob(f"{args.dataset}-{scenario_stem(scenario)}-*.log"):
+            stale.unlink()
     for path in outputs:
         (LOGS / path.with_suffix(".log").name).write_text(path.with_suffix(".log").read_text())
     entries = [entry for path in outputs for entry in json.loads(path.with_suffix(".json").read_text())]
