@@ -42,16 +42,8 @@ ABLATION_SWITCHES: dict[str, dict[str, Any]] = {
     "mixunlearn_no_mix": {"label_mode": "aware", "use_mix_loss": False},
     "mixunlearn_agnostic_no_sharpen": {"label_mode": "agnostic", "sharpen": False},
     "mixunlearn_teacher": {"label_mode": "aware", "teacher": True},
-    "mixunlearn_laf_schedule": {
-        "label_mode": "aware",
-        "epochs": 20,
-        "lr": 1e-4,
-        "steps": 0,
-        "min_steps": 0,
-        "max_steps": 0,
-        "guard": False,
-        "stop_when_forgotten": False,
-    },
+    # its step-budget switches (steps, min_steps, max_steps 0) restate the defaults, against tuned and kind layers
+    "mixunlearn_laf_schedule": {"label_mode": "aware", "epochs": 20, "lr": 1e-4, "guard": False},
 }
 FAST = {"epochs": 1, "batch_size": 8, "generator_interval": 1}
 
