@@ -303,3 +303,15 @@ def test_merging_winners_keeps_tuned_yaml_comments_and_the_pipeline_kinds(tune_a
     # and a partial tuning (named methods) keeps the other winners
     partial = tune_all.merge_into_selected(text, winners, "digits", ())
     assert yaml.safe_load(partial)["digits"]["class:0"] == {"ft": {"lr": 0.01, "wd": 3e-05}, "old_method": {"lr": 0.5}}
+
+
+def test_every_matrix_names_registered_methods_only() -> None:
+    import components.unlearning  # noqa: F401  (registers every method)
+    from components.bench.matrix import MATRICES
+    from components.unlearning.base import get_method
+
+    for name, spec in MATRICES.items():
+        if spec["methods"] != "all":
+            for method in spec["methods"].split(","):
+                assert get_method(method).name == method, name
+    assert "mixunlearn_laf_schedule" in MATRICES["faithfulness"]["methods"].split(",")
