@@ -486,8 +486,9 @@ _VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
         {"label_mode": "aware", "teacher": True},
     ),
     # The faithfulness row: LAF's released schedule for its CNN (hyperparameter.md: 20 unlearning epochs, the
-    # representation-alignment lr 1e-4), as the paper says it followed LAF; tau and omega stay the tuned ones
-    # (tuned.yaml copies them), and nothing of ours stops or restores the loop.
+    # representation-alignment lr 1e-4), as the paper says it followed LAF; tau and omega stay MixUnlearn's tuned
+    # ones (a variant without its own tuned.yaml entry takes the method's), and nothing of ours stops or restores
+    # the loop.
     "mixunlearn_laf_schedule": (
         "MixUnlearn, label-aware, under LAF's CNN schedule (20 passes over the forget set, lr 1e-4, no guard)",
         {
