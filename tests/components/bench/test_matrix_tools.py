@@ -315,3 +315,30 @@ def test_every_matrix_names_registered_methods_only() -> None:
             for method in spec["methods"].split(","):
                 assert get_method(method).name == method, name
     assert "mixunlearn_laf_schedule" in MATRICES["faithfulness"]["methods"].split(",")
+
+
+def test_render_adds_the_forget_confidence_table_when_it_was_run(
+    run_matrix: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: one forget-confidence result under a results folder of our own
+    cell = tmp_path / "forget-confidence" / "fashion_mnist-class_0"
+    cell.mkdir(parents=True)
+    metrics = {"train_r": 99.0, "train_f": 0.0, "test_r": 93.0, "asr": 40.0, "mia_efficacy": 100.0}
+    row = {"method": "retrain", "settings": {}, **metrics, "validation_gap": 0.0}
+    row |= {"mean_top_probability": 0.9, "confident_share": 75.0, "seed": 101, "seconds": 1.0}
+    document = {"dataset": "fashion_mnist", "scenario": "class:0", "seeds": [101], "command": "CMD", "wall_seconds": 3}
+    (cell / "results.json").write_text(json.dumps({**document, "rows": [row]}))
+    monkeypatch.setattr(run_matrix, "RESULTS", tmp_path)
+    # when
+    text = "\n".join(run_matrix.confidence_sections())
+    # then
+    assert "### fashion_mnist · class:0 · seed(s) [101]" in text
+    assert "| retrain | `{}` | 99.00 | 0.00 | 93.00 | 40.00 | 0.900 | 75.0 | 0.00 |" in text
+    assert "Command: `CMD`" in text
+
+
+def test_render_has_no_forget_confidence_section_without_results(
+    run_matrix: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_matrix, "RESULTS", tmp_path)
+    assert run_matrix.confidence_sections() == []
