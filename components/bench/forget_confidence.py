@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -143,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenario": args.scenario,
         "seeds": list(seeds),
         "confident_threshold": CONFIDENT,
-        "command": "python -m components.bench.forget_confidence " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m components.bench.forget_confidence " + shlex.join(sys.argv[1:] if argv is None else argv),
         "wall_seconds": time.perf_counter() - started,
         "rows": rows,
     }
