@@ -1,8 +1,9 @@
 """Why a method's ASR departs from Retrain's: how confident the unlearned model is on the forget set.
 
-LAF's attack calls a sample a member when its sorted softmax looks like a retained training sample's, that is,
-confident. Retrain predicts a removed class's samples as some kept class, mostly with confidence; a method that
-leaves them less confident than that scores a lower ASR than Retrain's, whatever its accuracies. This bench puts the
+LAF's attack is fitted to each model's own retained (member) and validation (non-member) outputs, and calls a
+forget sample a member when its sorted softmax looks like the retained ones', confidence being the main feature.
+Retrain predicts a removed class's samples as some kept class, mostly with confidence; a method can match its
+accuracies and still leave the forget set less member-like, so score a lower ASR. This bench puts the
 forget set's confidence beside the validation metrics of a few settings, on tuning seeds and the validation split
 only (as ``mixunlearn tune`` scores them; the test split is never read):
 
@@ -61,31 +62,34 @@ def measure(request: BenchRequest, points: Sequence[tuple[str, dict[str, Any]]])
     device = resolve_device(request.config.base.device)
     bundle = load_dataset(request.dataset, request.data_dir)
     cache = ModelCache(Path(request.config.bench.cache_dir))
+    batch = request.config.bench.eval_batch_size
     rows: list[dict[str, Any]] = []
     for seed in request.seeds:
         prepared = prepare_seed(request, bundle, seed, device, cache, lambda m, s: ())
-        batch = request.config.bench.eval_batch_size
         reference = validation_metrics(prepared.retrain_model, prepared, batch)
-        rows.append(_row(prepared, reference, "retrain", {}, prepared.retrain_model, prepared.retrain_seconds, batch))
+        retrain = (prepared.retrain_model, prepared.retrain_seconds)
+        rows.append(_row(prepared, reference, reference, "retrain", {}, retrain, batch))
         _say(_line(rows[-1]))
         for method, settings in points:
             tuned = _with_settings(request, method, bundle.name, request.scenario, settings)
             model, seconds = run_method(method, prepared, tuned, ())
-            rows.append(_row(prepared, reference, method, settings, model, seconds, batch))
+            metrics = validation_metrics(model, prepared, batch)
+            rows.append(_row(prepared, metrics, reference, method, settings, (model, seconds), batch))
             _say(_line(rows[-1]))
     return rows
 
 
 def _row(
     prepared: PreparedSeed,
+    metrics: Mapping[str, float | None],
     reference: Mapping[str, float | None],
     method: str,
     settings: Mapping[str, Any],
-    model: torch.nn.Module,
-    seconds: float,
+    run: tuple[torch.nn.Module, float],
     batch: int,
 ) -> dict[str, Any]:
-    metrics = validation_metrics(model, prepared, batch)
+    """One table row: ``metrics`` are the model's validation metrics (Retrain's row passes ``reference`` itself)."""
+    model, seconds = run
     forget = prepared.task.forget
     return {
         "seed": prepared.task.seed,
