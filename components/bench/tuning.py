@@ -9,7 +9,8 @@ score because both protocols grade them: a setting that matches Retrain's accura
 set more (or less) recognisable than Retrain's would otherwise win on accuracy alone. The grid point with the
 smallest mean validation gap wins; ties go to the earlier (cheaper) point.
 
-A winner whose value of a numeric key is the smallest or largest value that key took is on the grid's *edge*: the
+A winner whose value of a numeric key is the smallest or largest value that key took (a point that does not set
+the key takes the method's configured default) is on the grid's *edge*: the
 optimum may lie outside the grid. With ``edge_extensions`` > 0 the search then widens the grid itself: it evaluates
 the winner with that key moved one geometric step past the edge (the ratio of the edge value to its neighbour: 1e-4,
 1e-3 extends to 1e-2; steps 30, 300 to 3,000), and repeats while a new point wins and the key has extensions left.
@@ -92,11 +93,15 @@ def numeric_axes(grid: Grid) -> dict[str, list[float]]:
     mixed: set[str] = set()  # a key with a non-numeric value in any stage is never extended
     for stage in grid_stages(grid):
         for key, values in stage.items():
-            if all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values):
+            if all(_is_positive_number(v) for v in values):
                 axes.setdefault(key, set()).update(values)
             else:
                 mixed.add(key)
     return {key: sorted(values) for key, values in axes.items() if len(values) > 1 and key not in mixed}
+
+
+def _is_positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def step_past_edge(axis: Sequence[float], value: Any) -> Any | None:
@@ -132,8 +137,14 @@ def search_grid(
     evaluate: Callable[[dict[str, Any]], GridPoint],
     edge_extensions: int = 0,
     is_valid: Callable[[dict[str, Any]], bool] = lambda settings: True,
+    resolve: Callable[[dict[str, Any]], Mapping[str, Any]] = lambda settings: {},
 ) -> SearchOutcome:
-    """Evaluate ``grid`` stage by stage, then widen it past the winner's edges (module docstring)."""
+    """Evaluate ``grid`` stage by stage, then widen it past the winner's edges (module docstring).
+
+    ``resolve`` gives the value every key takes at a point that does not set it (the method's configured
+    default): a staged winner that kept a default lying outside a later stage's values (omega 1 against
+    {16, 64, 256}) sits on that key's edge as much as one that chose an end value, and is extended the same way.
+    """
     points: list[GridPoint] = []
 
     def measure(settings: dict[str, Any]) -> None:
@@ -149,12 +160,25 @@ def search_grid(
     on_grid = len(points)
     axes = numeric_axes(grid)
     left = dict.fromkeys(axes, edge_extensions)
+
+    def effective(settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {**resolve(dict(settings)), **settings}
+
+    def taken(key: str) -> list[float]:
+        """Every value ``key`` took: its grid values, past-the-edge steps, and the default of points not setting it."""
+        values = {value for point in points if _is_positive_number(value := effective(point.settings).get(key))}
+        return sorted({*axes[key], *values})
+
     extending = True
     while extending and points:
         extending = False
         best = dict(min(points, key=lambda point: point.validation_gap).settings)
-        for key, axis in axes.items():
-            value = step_past_edge(axis, best.get(key)) if left[key] > 0 and key in best else None
+        current_of = effective(best)
+        for key in axes:
+            current = current_of.get(key)
+            if left[key] <= 0 or not _is_positive_number(current):
+                continue
+            value = step_past_edge(taken(key), current)
             if value is None:
                 continue
             left[key] -= 1
@@ -162,14 +186,19 @@ def search_grid(
             if not is_valid(candidate):
                 left[key] = 0
                 continue
-            axes[key] = sorted([*axis, value])
+            axes[key] = sorted([*axes[key], value])
             measure(candidate)
             extending = True
             break  # re-read the winner before stepping along another key
     if not points:
         return SearchOutcome(points=(), edges=(), extended=0)
     best = dict(min(points, key=lambda point: point.validation_gap).settings)
-    numeric_edges = [key for key, axis in axes.items() if key in best and best[key] in (axis[0], axis[-1])]
+    current_of = effective(best)
+    numeric_edges = [
+        key
+        for key in axes
+        if _is_positive_number(current_of.get(key)) and current_of[key] in (taken(key)[0], taken(key)[-1])
+    ]
     other_edges = [key for key in edge_keys(grid, best) if key not in axes]
     return SearchOutcome(points=tuple(points), edges=(*numeric_edges, *other_edges), extended=len(points) - on_grid)
 
@@ -300,7 +329,12 @@ def tune_method(
             return False
         return True
 
-    outcome = search_grid(grid, evaluate, edge_extensions, is_valid)
+    def resolve(settings: dict[str, Any]) -> dict[str, Any]:
+        tuned_request = _with_settings(request, method, bundle.name, request.scenario, settings)
+        config = tuned_request.config.unlearn.method_config(method, bundle.name, kind, request.scenario)
+        return config.model_dump()
+
+    outcome = search_grid(grid, evaluate, edge_extensions, is_valid, resolve)
     return TuningResult(
         kind=kind,
         points=tuple(sorted(outcome.points, key=lambda point: point.validation_gap)),

@@ -561,3 +561,45 @@ def test_extensions_start_from_the_staged_winner() -> None:
     # then: lr stays at its interior winner; omega steps once to 4 * 4 / 0.25 = 64
     assert seen[-1] == {"lr": 1e-3, "omega": 64.0}
     assert min(outcome.points, key=lambda point: point.validation_gap).settings == {"lr": 1e-3, "omega": 64.0}
+
+
+def test_a_kept_default_outside_a_stages_values_is_on_the_edge_and_extended() -> None:
+    # given a later stage whose omega values all lie above the default (1) that the stage-one winner keeps, and an
+    # optimum below that default
+    seen: list[dict[str, Any]] = []
+    grid = [{"lr": [1e-4, 1e-3, 1e-2]}, {"omega": [16.0, 64.0]}]
+    # when
+    outcome = tuning.search_grid(
+        grid, _bowl({"lr": 1e-3, "omega": 0.1}, seen), edge_extensions=1, resolve=lambda settings: {"omega": 1.0}
+    )
+    # then: the default wins its stage, so omega steps below it by the default's ratio to its neighbour (1 / 16)
+    assert seen[-1] == {"lr": 1e-3, "omega": 0.0625}
+    assert outcome.extended == 1
+    assert "lr" not in outcome.edges
+
+
+def test_a_kept_default_inside_a_stages_values_is_not_extended() -> None:
+    # given a default (1) bracketed by the stage's omega values and an optimum at that default
+    seen: list[dict[str, Any]] = []
+    grid = [{"lr": [1e-4, 1e-3, 1e-2]}, {"omega": [0.25, 4.0]}]
+    # when
+    outcome = tuning.search_grid(
+        grid, _bowl({"lr": 1e-3, "omega": 1.0}, seen), edge_extensions=2, resolve=lambda settings: {"omega": 1.0}
+    )
+    # then
+    assert len(seen) == 5
+    assert outcome.extended == 0
+    assert outcome.edges == ()
+
+
+def test_a_stage_value_next_to_an_evaluated_default_is_inside_the_axis() -> None:
+    # given an optimum at the stage's smallest omega (16), above the default (1) that stage one evaluated
+    seen: list[dict[str, Any]] = []
+    grid = [{"lr": [1e-4, 1e-3, 1e-2]}, {"omega": [16.0, 64.0]}]
+    # when
+    outcome = tuning.search_grid(
+        grid, _bowl({"lr": 1e-3, "omega": 16.0}, seen), edge_extensions=2, resolve=lambda settings: {"omega": 1.0}
+    )
+    # then: omega took 1, 16 and 64, so 16 is interior and nothing past the grid runs
+    assert len(seen) == 5
+    assert outcome.edges == ()
