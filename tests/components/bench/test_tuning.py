@@ -578,28 +578,24 @@ def test_a_kept_default_outside_a_stages_values_is_on_the_edge_and_extended() ->
     assert "lr" not in outcome.edges
 
 
-def test_a_kept_default_inside_a_stages_values_is_not_extended() -> None:
-    # given a default (1) bracketed by the stage's omega values and an optimum at that default
+@pytest.mark.parametrize(
+    ("stage_omegas", "optimum"),
+    [
+        pytest.param([0.25, 4.0], 1.0, id="the kept default inside the stage's values"),
+        pytest.param([16.0, 64.0], 16.0, id="a stage value beside the evaluated default"),
+    ],
+)
+def test_a_winner_between_an_evaluated_default_and_stage_values_is_not_extended(
+    stage_omegas: list[float], optimum: float
+) -> None:
+    # given a default omega (1) that stage one evaluates and an optimum inside what omega took
     seen: list[dict[str, Any]] = []
-    grid = [{"lr": [1e-4, 1e-3, 1e-2]}, {"omega": [0.25, 4.0]}]
+    grid = [{"lr": [1e-4, 1e-3, 1e-2]}, {"omega": stage_omegas}]
     # when
     outcome = tuning.search_grid(
-        grid, _bowl({"lr": 1e-3, "omega": 1.0}, seen), edge_extensions=2, resolve=lambda settings: {"omega": 1.0}
+        grid, _bowl({"lr": 1e-3, "omega": optimum}, seen), edge_extensions=2, resolve=lambda settings: {"omega": 1.0}
     )
-    # then
+    # then: nothing past the grid runs and no key is on its edge
     assert len(seen) == 5
     assert outcome.extended == 0
-    assert outcome.edges == ()
-
-
-def test_a_stage_value_next_to_an_evaluated_default_is_inside_the_axis() -> None:
-    # given an optimum at the stage's smallest omega (16), above the default (1) that stage one evaluated
-    seen: list[dict[str, Any]] = []
-    grid = [{"lr": [1e-4, 1e-3, 1e-2]}, {"omega": [16.0, 64.0]}]
-    # when
-    outcome = tuning.search_grid(
-        grid, _bowl({"lr": 1e-3, "omega": 16.0}, seen), edge_extensions=2, resolve=lambda settings: {"omega": 1.0}
-    )
-    # then: omega took 1, 16 and 64, so 16 is interior and nothing past the grid runs
-    assert len(seen) == 5
     assert outcome.edges == ()
