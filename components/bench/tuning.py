@@ -146,10 +146,15 @@ def search_grid(
     {16, 64, 256}) sits on that key's edge as much as one that chose an end value, and is extended the same way.
     """
     points: list[GridPoint] = []
+    resolved: list[dict[str, Any]] = []  # each point's settings with the defaults it did not set, resolved once
+
+    def effective(settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {**resolve(dict(settings)), **settings}
 
     def measure(settings: dict[str, Any]) -> None:
         if not any(point.settings == settings for point in points):  # a stage may revisit the winner
             points.append(evaluate(settings))
+            resolved.append(effective(settings))
 
     best: dict[str, Any] = {}
     for stage in grid_stages(grid):
@@ -161,12 +166,9 @@ def search_grid(
     axes = numeric_axes(grid)
     left = dict.fromkeys(axes, edge_extensions)
 
-    def effective(settings: Mapping[str, Any]) -> dict[str, Any]:
-        return {**resolve(dict(settings)), **settings}
-
     def taken(key: str) -> list[float]:
         """Every value ``key`` took: its grid values, past-the-edge steps, and the default of points not setting it."""
-        values = {value for point in points if _is_positive_number(value := effective(point.settings).get(key))}
+        values = {value for settings in resolved if _is_positive_number(value := settings.get(key))}
         return sorted({*axes[key], *values})
 
     extending = True
@@ -186,7 +188,6 @@ def search_grid(
             if not is_valid(candidate):
                 left[key] = 0
                 continue
-            axes[key] = sorted([*axes[key], value])
             measure(candidate)
             extending = True
             break  # re-read the winner before stepping along another key
@@ -194,11 +195,11 @@ def search_grid(
         return SearchOutcome(points=(), edges=(), extended=0)
     best = dict(min(points, key=lambda point: point.validation_gap).settings)
     current_of = effective(best)
-    numeric_edges = [
-        key
-        for key in axes
-        if _is_positive_number(current_of.get(key)) and current_of[key] in (taken(key)[0], taken(key)[-1])
-    ]
+    numeric_edges = []
+    for key in axes:
+        current, values = current_of.get(key), taken(key)
+        if _is_positive_number(current) and current in (values[0], values[-1]):
+            numeric_edges.append(key)
     other_edges = [key for key in edge_keys(grid, best) if key not in axes]
     return SearchOutcome(points=tuple(points), edges=(*numeric_edges, *other_edges), extended=len(points) - on_grid)
 
