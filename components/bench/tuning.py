@@ -156,12 +156,15 @@ def search_grid(
             points.append(evaluate(settings))
             resolved.append(effective(settings))
 
+    def winner() -> int:
+        return min(range(len(points)), key=lambda index: points[index].validation_gap)
+
     best: dict[str, Any] = {}
     for stage in grid_stages(grid):
         for values in expand_grid(stage):
             measure({**best, **values})
         if points:
-            best = dict(min(points, key=lambda point: point.validation_gap).settings)
+            best = dict(points[winner()].settings)
     on_grid = len(points)
     axes = numeric_axes(grid)
     left = dict.fromkeys(axes, edge_extensions)
@@ -174,8 +177,8 @@ def search_grid(
     extending = True
     while extending and points:
         extending = False
-        best = dict(min(points, key=lambda point: point.validation_gap).settings)
-        current_of = effective(best)
+        index = winner()
+        best, current_of = dict(points[index].settings), resolved[index]
         for key in axes:
             current = current_of.get(key)
             if left[key] <= 0 or not _is_positive_number(current):
@@ -193,8 +196,8 @@ def search_grid(
             break  # re-read the winner before stepping along another key
     if not points:
         return SearchOutcome(points=(), edges=(), extended=0)
-    best = dict(min(points, key=lambda point: point.validation_gap).settings)
-    current_of = effective(best)
+    index = winner()
+    best, current_of = dict(points[index].settings), resolved[index]
     numeric_edges = []
     for key in axes:
         current, values = current_of.get(key), taken(key)
