@@ -260,11 +260,16 @@ class PipelineSection(Section):
     limit once the pool is known. ``purge_after_days`` is the retention period after which ``mixunlearn purge``
     deletes forgotten samples from older data versions (``components.deletion.purge``).
 
+    ``method`` serves every deletion batch unless ``kind_methods`` names another for the batch's forget kind
+    (``class``: whole classes removed; ``sample``: samples of kept classes): the two kinds need different forgetting
+    strength, and the label-agnostic form may serve one kind better than the label-aware one.
+
     Endpoints and credentials (MLflow tracking server, S3) come from the environment: ``MLFLOW_TRACKING_URI``,
     ``MIXUNLEARN_DVC_REMOTE`` (e.g. ``s3://bucket/prefix``), ``S3_ENDPOINT_URL`` and the ``AWS_*`` variables.
     """
 
     method: str = "mixunlearn"
+    kind_methods: dict[ForgetKind, str] = Field(default_factory=dict)
     experiment: str = "mixunlearn"
     registered_model: str = "mixunlearn-{dataset}"
     reference_model: str = "mixunlearn-{dataset}-retrain"
@@ -275,6 +280,10 @@ class PipelineSection(Section):
     reports_dir: str = "artifacts/reports"
     artifacts_dir: str = "artifacts"
     purge_after_days: float = Field(30, ge=0)
+
+    def method_for(self, kind: ForgetKind) -> str:
+        """The method that serves a batch of forget ``kind``: ``kind_methods``'s entry, else ``method``."""
+        return self.kind_methods.get(kind, self.method)
 
 
 class AuditSection(Section):
@@ -390,7 +399,20 @@ def load_config(path: Path | str | None = DEFAULT_PARAMS, overrides: Sequence[st
             unlearn["explicit"] = explicit
     config = config_from_mapping(document)
     validate_method_settings(config.unlearn)
+    validate_pipeline_methods(config.pipeline)
     return config
+
+
+def validate_pipeline_methods(pipeline: PipelineSection) -> None:
+    """Fail with one line when ``pipeline.method`` or a ``pipeline.kind_methods`` entry is no registered method."""
+    import components.unlearning  # noqa: F401  (registers the methods)
+    from components.unlearning.base import METHODS
+
+    named = [("pipeline.method", pipeline.method)]
+    named += [(f"pipeline.kind_methods.{kind}", method) for kind, method in pipeline.kind_methods.items()]
+    for where, method in named:
+        if method not in METHODS:
+            raise ConfigError(f"{where} names unknown method {method!r}; known: {', '.join(METHODS)}")
 
 
 def _has_tuned(unlearn: object) -> bool:

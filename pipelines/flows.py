@@ -62,9 +62,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
         f"deletion-batch-{config.base.dataset}",
         {"dataset": config.base.dataset, "config_sha256": config_sha256(config.model_dump())},
     ) as parent_run_id:
-        env.tracking.log_params(
-            {"dataset": config.base.dataset, "seed": config.base.seed, "method": config.pipeline.method}
-        )
+        env.tracking.log_params({"dataset": config.base.dataset, "seed": config.base.seed})
         stored = tasks.prepare_data(config, env)
         context = steps.run_context(config, stored)
         tasks.validate_data(config, env, stored)
@@ -99,6 +97,8 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
 
         batch_data = steps.split_for_batch(tasks.pool_before_batch(env, stored, batch), batch)
         context = steps.batch_context(context, batch, batch_data)
+        method = context.serving_method  # by the batch's forget kind (pipeline.kind_methods)
+        env.tracking.log_params({"method": method, "forget_kind": context.forget_kind})
         stored_after = tasks.apply_batch(env, stored, batch)  # on resumed data it only completes the record
         state = tasks.record_stage(env, state, "data_deleted")
         if state.reached("snapshotted") and state.data_md5 and state.git_rev:
@@ -130,16 +130,12 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
         if mode != "certify":
             # certify mode decides without these metrics; the Retrain audit measures them off the deletion path
             with evaluation.measure():
-                metrics[config.pipeline.method] = tasks.evaluate(
-                    context, env, "unlearned", result.model, batch_data, stored_after
-                )
+                metrics[method] = tasks.evaluate(context, env, "unlearned", result.model, batch_data, stored_after)
                 if reference is not None:
                     metrics["retrain"] = tasks.evaluate(context, env, "retrain", reference, batch_data, stored_after)
                 metrics["original"] = tasks.evaluate(context, env, "original", original, batch_data, stored_after)
         # the gates whenever a reference exists (in certify mode a fallback's gates are shown, not decided on)
-        verdict = (
-            steps.verify(config, metrics[config.pipeline.method], metrics["retrain"]) if "retrain" in metrics else None
-        )
+        verdict = steps.verify(config, metrics[method], metrics["retrain"]) if "retrain" in metrics else None
         decision = policy.decide(mode, certification, verdict if mode != "certify" else None)
         verdict_line = policy.verdict_line(mode, certification, verdict if mode != "certify" else None)
         lineage = batch_lineage(
@@ -152,7 +148,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             reference_version=f"{reference_ref.name}/{reference_ref.version}" if reference_ref else None,
             config_sha256=config_sha256(config.model_dump()),
             pipeline_run_id=parent_run_id,
-            method=config.pipeline.method,
+            method=method,
             verify_mode=mode,
             certification=certification.verdict_line()[:5000] if certification else None,
             promoted_by="deletion-batch",
@@ -190,7 +186,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             previous_version=previous,
             metrics=metrics,
             seconds={
-                config.pipeline.method: result.seconds,
+                method: result.seconds,
                 **({"retrain": reference_seconds} if reference is not None else {}),
                 "original": 0.0,
             },
@@ -200,7 +196,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             summary_line=verdict_line,
             audit_history=audit.history(links),
             audit_due=audit_due,
-            unlearning={"method": config.pipeline.method, "seconds": result.seconds, "history": result.history},
+            unlearning={"method": method, "seconds": result.seconds, "history": result.history},
         )
         report_path = tasks.report(config, env, outcome)
         state = tasks.record_stage(env, state, "reported")

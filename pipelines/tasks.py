@@ -279,7 +279,7 @@ def unlearn(
 ) -> UnlearningResult:
     """``val``: the validation split; the method sees only its monitor share (MixUnlearn's retained-accuracy guard
     and forgetting monitor), which certification never reads."""
-    method = context.config.pipeline.method
+    method = context.serving_method
     monitor = context.heldout_split(val).monitor if val is not None and len(val) else None
     with env.tracking.child_run("unlearn", {"stage": "unlearn", "forget_batch_id": batch.batch_id}):
         env.tracking.log_params(

@@ -97,6 +97,11 @@ class RunContext:
     def forget_kind(self) -> ForgetKind:
         return forget_kind(self.forgotten_classes)
 
+    @property
+    def serving_method(self) -> str:
+        """The method that serves this run's deletion (``pipeline.method_for`` its forget kind)."""
+        return self.config.pipeline.method_for(self.forget_kind)
+
     def recipe_tags(self) -> dict[str, str]:
         """What determines a trained model besides its sample IDs: recipe, architecture, seed, training and model
         code, and the dataset's preprocessing (normalisation, image shape, classes)."""

@@ -136,7 +136,7 @@ def stage_unlearn(ctx: StageContext) -> dict[str, Any]:
     batch, data = _require_batch_data(ctx, stored)
     context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
     original = steps.load_state(ctx.out("parent") / "model.pt", context.build_model())
-    method = ctx.config.pipeline.method
+    method = context.serving_method
     # the loop's monitors (MixUnlearn's guard and forgetting monitor) see their share of val, never test, and never
     # certification's share
     monitor = context.heldout_split(stored.val).monitor if len(stored.val) else None
@@ -167,7 +167,7 @@ def stage_verify(ctx: StageContext) -> dict[str, Any]:
     stored = ctx.store.load(ctx.config.base.dataset)
     batch, data = _require_batch_data(ctx, stored)
     context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
-    method, mode = ctx.config.pipeline.method, ctx.config.verify.mode
+    method, mode = context.serving_method, ctx.config.verify.mode
     paths = {
         method: ctx.out("unlearn") / "model.pt",
         "retrain": ctx.out("retrain") / "model.pt",

@@ -150,12 +150,33 @@ def test_malformed_override_is_a_one_line_config_error(override: str, message: s
         ("train.recipes.digits.epochs=0", "train.recipes.digits.epochs"),
         ("train.recipes.digits.optimizer=rmsprop", "train.recipes.digits.optimizer"),
         ("train.recipes.digits.bogus=1", "train.recipes.digits.bogus"),
+        ("pipeline.kind_methods.samples=mixunlearn", "pipeline.kind_methods.samples"),
     ],
 )
 def test_invalid_parameter_is_a_one_line_config_error_naming_it(override: str, where: str) -> None:
     with pytest.raises(ConfigError, match=f"invalid parameter {where}") as error:
         load_config(REPO_PARAMS, [override])
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "where"),
+    [
+        ("pipeline.method=nosuch", "pipeline.method"),
+        ("pipeline.kind_methods.sample=nosuch", "pipeline.kind_methods.sample"),
+    ],
+)
+def test_a_pipeline_method_that_is_not_registered_is_a_one_line_error(override: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{where} names unknown method 'nosuch'; known: ") as error:
+        load_config(REPO_PARAMS, [override])
+    assert "\n" not in str(error.value)
+
+
+def test_kind_methods_choose_the_serving_method_per_forget_kind() -> None:
+    pipeline = load_config(REPO_PARAMS, ["pipeline.method=mixunlearn"]).pipeline
+    assert pipeline.method_for("class") == pipeline.method_for("sample") == "mixunlearn"
+    pipeline = load_config(REPO_PARAMS, ["pipeline.kind_methods={sample: mixunlearn_agnostic}"]).pipeline
+    assert (pipeline.method_for("class"), pipeline.method_for("sample")) == (pipeline.method, "mixunlearn_agnostic")
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,9 @@ def certified(prefect_harness: None, new_project: Callable[..., Any]) -> FlowRun
 
 @pytest.fixture(scope="module")
 def control(prefect_harness: None, new_project: Callable[..., Any]) -> FlowRun:
-    """``pipeline.method=original``: no unlearning at all, the candidate is the champion itself."""
-    return run_example(new_project, "control", "pipeline.method=original")
+    """No unlearning at all, the candidate is the champion itself: ``original`` serves the example's kind (sample)
+    through ``pipeline.kind_methods`` while ``pipeline.method`` stays mixunlearn."""
+    return run_example(new_project, "control", "pipeline.kind_methods.sample=original")
 
 
 def test_certified_batch_promotes_the_unlearned_model_without_a_retrained_one(certified: FlowRun) -> None:
@@ -116,6 +117,12 @@ def test_original_method_is_the_control_and_its_checks_equal_the_controls(contro
     for row in certification_rows(report_text(control)):
         _, candidate, candidate_result, control_value, control_result, _ = row
         assert (candidate, candidate_result) == (control_value, control_result)
+
+    # and the batch's kind chose the method, on the parent run and in the unlearning stage
+    assert get_run(tracking, parent_id).params["method"] == "original"
+    assert get_run(tracking, parent_id).params["forget_kind"] == "sample"
+    unlearn = next(child for child in child_runs(tracking, parent_id) if child.name == "unlearn")
+    assert unlearn.params["method"] == "original"
 
     # and the no-op fails wherever the control fails: certified only when the checks cannot tell (not measurable)
     measurable = metrics["cert_measurable"] == 1.0

@@ -73,6 +73,13 @@ def test_method_settings_follow_the_forget_kind(context: RunContext) -> None:
     assert config.epochs == unlearn.kinds["class"]["mixunlearn"]["epochs"]
 
 
+def test_the_serving_method_follows_the_forget_kind() -> None:
+    config = load_config(REPO_PARAMS, ["base.device=cpu", "pipeline.kind_methods={class: lmix}"])
+    context = RunContext.create(config, toy_bundle())
+    assert context.serving_method == config.pipeline.method  # sample-level: no entry, the pipeline's method
+    assert context.for_batch([1]).serving_method == "lmix"
+
+
 def test_build_model_has_the_bundle_shape(context: RunContext) -> None:
     model = context.build_model()
     logits = model(torch.zeros(2, 1, 8, 8))
