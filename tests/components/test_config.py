@@ -173,7 +173,7 @@ def test_a_pipeline_method_that_is_not_registered_is_a_one_line_error(override: 
 
 
 def test_kind_methods_choose_the_serving_method_per_forget_kind() -> None:
-    pipeline = load_config(REPO_PARAMS, ["pipeline.method=mixunlearn"]).pipeline
+    pipeline = load_config(REPO_PARAMS, ["pipeline.method=mixunlearn", "pipeline.kind_methods={}"]).pipeline
     assert pipeline.method_for("class") == pipeline.method_for("sample") == "mixunlearn"
     pipeline = load_config(REPO_PARAMS, ["pipeline.kind_methods={sample: mixunlearn_agnostic}"]).pipeline
     assert (pipeline.method_for("class"), pipeline.method_for("sample")) == (pipeline.method, "mixunlearn_agnostic")

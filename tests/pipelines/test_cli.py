@@ -108,7 +108,7 @@ def test_run_example_prints_the_metrics_table_and_the_report(example_run: CliRun
     assert "Train_f" in header
     assert "Gap SalUn" in header
     rows = {line.split("|")[1].strip() for line in lines if line.startswith("| ") and line != header}
-    assert {"mixunlearn", "retrain", "original"} <= rows
+    assert {example_run.project.config.pipeline.method_for("sample"), "retrain", "original"} <= rows
     report = next(line for line in lines if line.startswith("report: "))
     path = Path(report.removeprefix("report: "))
     assert path.is_file()

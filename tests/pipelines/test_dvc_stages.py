@@ -107,7 +107,8 @@ def test_parent_is_the_registered_version_the_batch_started_from(repro: Repro) -
     assert repro.results["parent"]["source"] == "registry"
     assert repro.results["parent"]["parent_model_version"] == tags["parent_model_version"] == "1"
     assert repro.results["retrain"]["pool_size"] == len(stored.pool)
-    assert repro.results["unlearn"]["method"] == "mixunlearn"
+    # the example request is sample-level: the method pipeline.kind_methods names for that kind
+    assert repro.results["unlearn"]["method"] == repro.project.config.pipeline.method_for("sample")
     assert repro.results["unlearn"]["rte_seconds"] > 0
 
 
@@ -125,11 +126,13 @@ def test_verdict_has_the_five_gates_and_agrees_with_the_flow(repro: Repro) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "run_name"),
-    [("mixunlearn", "evaluate-unlearned"), ("retrain", "evaluate-retrain"), ("original", "evaluate-original")],
+    [("unlearned", "evaluate-unlearned"), ("retrain", "evaluate-retrain"), ("original", "evaluate-original")],
 )
 def test_stage_metrics_equal_the_metrics_the_flow_logged(repro: Repro, model: str, run_name: str) -> None:
-    # given the metrics verify computed from the stage models, and those the flow logged to MLflow
-    computed = repro.verdict()["metrics"][model]
+    # given the metrics verify computed from the stage models (the unlearned one under its method's name: the
+    # example request is sample-level), and those the flow logged to MLflow
+    key = repro.project.config.pipeline.method_for("sample") if model == "unlearned" else model
+    computed = repro.verdict()["metrics"][key]
     logged = repro.flow_metrics(run_name)
     # then: the same metrics (None ones are not logged), equal to 1e-6
     present = {name: value for name, value in computed.items() if value is not None}

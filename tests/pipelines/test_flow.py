@@ -208,7 +208,7 @@ def test_parent_run_has_a_child_run_per_stage(passed: FlowRun) -> None:
     assert all(child.status == "FINISHED" for child in children)
     unlearn = next(child for child in children if child.name == "unlearn")
     assert unlearn.tags["forget_batch_id"] == the_batch(project).batch_id
-    assert unlearn.params["method"] == "mixunlearn"
+    assert unlearn.params["method"] == project.config.pipeline.method_for("sample")  # the example is sample-level
 
 
 def test_report_is_written_and_logged(passed: FlowRun) -> None:
