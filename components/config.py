@@ -406,13 +406,15 @@ def load_config(path: Path | str | None = DEFAULT_PARAMS, overrides: Sequence[st
 def validate_pipeline_methods(pipeline: PipelineSection) -> None:
     """Fail with one line when ``pipeline.method`` or a ``pipeline.kind_methods`` entry is no registered method."""
     import components.unlearning  # noqa: F401  (registers the methods)
-    from components.unlearning.base import METHODS
+    from components.unlearning.base import get_method
 
     named = [("pipeline.method", pipeline.method)]
     named += [(f"pipeline.kind_methods.{kind}", method) for kind, method in pipeline.kind_methods.items()]
     for where, method in named:
-        if method not in METHODS:
-            raise ConfigError(f"{where} names unknown method {method!r}; known: {', '.join(METHODS)}")
+        try:
+            get_method(method)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
 
 
 def _has_tuned(unlearn: object) -> bool:

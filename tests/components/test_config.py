@@ -167,7 +167,7 @@ def test_invalid_parameter_is_a_one_line_config_error_naming_it(override: str, w
     ],
 )
 def test_a_pipeline_method_that_is_not_registered_is_a_one_line_error(override: str, where: str) -> None:
-    with pytest.raises(ConfigError, match=f"^{where} names unknown method 'nosuch'; known: ") as error:
+    with pytest.raises(ConfigError, match=f"^{where}: unknown method 'nosuch'; known methods: ") as error:
         load_config(REPO_PARAMS, [override])
     assert "\n" not in str(error.value)
 
