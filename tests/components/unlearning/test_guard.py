@@ -183,10 +183,17 @@ def test_params_defaults_on_an_unseen_32x32x3_dataset_forget_the_class_without_c
         assert accuracy(result.model, task.forget) <= 10.0
 
 
+@pytest.fixture(scope="module")
+def digits_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bench model cache for both methods: the second reuses the first's original and Retrain (same recipe,
+    data and seed, so the same cache keys) instead of training them again."""
+    return tmp_path_factory.mktemp("digits-model-cache")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["mixunlearn", "mixunlearn_teacher"])
 def test_on_digits_an_aggressive_setting_keeps_kept_class_validation_accuracy_within_the_bound(
-    tmp_path: Path, method: str
+    digits_model_cache: Path, method: str
 ) -> None:
     # given: digits class:0 through the bench's own preparation (original and retrain trained, val split attached),
     # with an lr ten times params.yaml's and a 300-step budget
@@ -195,14 +202,14 @@ def test_on_digits_an_aggressive_setting_keeps_kept_class_validation_accuracy_wi
 
     overrides = [
         "base.device=cpu",
-        f"bench.cache_dir={tmp_path}",
+        f"bench.cache_dir={digits_model_cache}",
         "unlearn.kinds.class.mixunlearn.lr=0.01",
         "unlearn.defaults.mixunlearn.steps=300",
     ]
     config = load_config(REPO_PARAMS, overrides)
     request = BenchRequest("digits", "class:0", (method,), (0,), config)
     prepared = prepare_seed(
-        request, load_dataset("digits"), 0, torch.device("cpu"), ModelCache(tmp_path), lambda m, s: ()
+        request, load_dataset("digits"), 0, torch.device("cpu"), ModelCache(digits_model_cache), lambda m, s: ()
     )
     kept = kept_class_heldout(prepared.task.val, prepared.task.retain.labels, 2000, 0)  # type: ignore[arg-type]
     assert kept is not None
