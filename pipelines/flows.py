@@ -98,6 +98,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
         batch_data = steps.split_for_batch(tasks.pool_before_batch(env, stored, batch), batch)
         context = steps.batch_context(context, batch, batch_data)
         method = context.serving_method  # by the batch's forget kind (pipeline.kind_methods)
+        candidate = policy.candidate_row(method)
         env.tracking.log_params({"method": method, "forget_kind": context.forget_kind})
         stored_after = tasks.apply_batch(env, stored, batch)  # on resumed data it only completes the record
         state = tasks.record_stage(env, state, "data_deleted")
@@ -130,12 +131,12 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
         if mode != "certify":
             # certify mode decides without these metrics; the Retrain audit measures them off the deletion path
             with evaluation.measure():
-                metrics[method] = tasks.evaluate(context, env, "unlearned", result.model, batch_data, stored_after)
+                metrics[candidate] = tasks.evaluate(context, env, "unlearned", result.model, batch_data, stored_after)
                 if reference is not None:
                     metrics["retrain"] = tasks.evaluate(context, env, "retrain", reference, batch_data, stored_after)
                 metrics["original"] = tasks.evaluate(context, env, "original", original, batch_data, stored_after)
         # the gates whenever a reference exists (in certify mode a fallback's gates are shown, not decided on)
-        verdict = steps.verify(config, metrics[method], metrics["retrain"]) if "retrain" in metrics else None
+        verdict = steps.verify(config, metrics[candidate], metrics["retrain"]) if "retrain" in metrics else None
         decision = policy.decide(mode, certification, verdict if mode != "certify" else None)
         verdict_line = policy.verdict_line(mode, certification, verdict if mode != "certify" else None)
         lineage = batch_lineage(
@@ -186,7 +187,7 @@ def _deletion_batch(config: PipelineConfig, root: str) -> RunSummary:
             previous_version=previous,
             metrics=metrics,
             seconds={
-                method: result.seconds,
+                candidate: result.seconds,
                 **({"retrain": reference_seconds} if reference is not None else {}),
                 "original": 0.0,
             },

@@ -163,6 +163,16 @@ PromotedSource = Literal["unlearned", "retrain"]
 VerifyMode = Literal["certify", "reference", "both"]
 
 
+REFERENCE_ROWS = frozenset({"original", "retrain"})
+
+
+def candidate_row(method: str) -> str:
+    """The candidate's row name in a batch's metric and time tables: the serving method's name, or, for a method
+    named like a reference row (``original`` as a no-op control, ``retrain`` as exact deletion), that name marked as
+    the candidate, so the candidate's figures never overwrite the reference's or get compared with themselves."""
+    return f"{method} (candidate)" if method in REFERENCE_ROWS else method
+
+
 @dataclass(frozen=True)
 class Promotion:
     """Which model a verification promotes: the unlearned one when it passes, else a retrain-from-scratch model

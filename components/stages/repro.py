@@ -168,24 +168,27 @@ def stage_verify(ctx: StageContext) -> dict[str, Any]:
     batch, data = _require_batch_data(ctx, stored)
     context = steps.batch_context(steps.run_context(ctx.config, stored), batch, data)
     method, mode = context.serving_method, ctx.config.verify.mode
+    candidate = policy.candidate_row(method)
     paths = {
-        method: ctx.out("unlearn") / "model.pt",
+        candidate: ctx.out("unlearn") / "model.pt",
         "retrain": ctx.out("retrain") / "model.pt",
         "original": ctx.out("parent") / "model.pt",
     }
     models = {name: steps.load_state(path, context.build_model()) for name, path in paths.items()}
     certification = None
     if mode in ("certify", "both"):
-        certification = certify_batch(context, models[method], models["original"], data.forget, stored.val, stored.pool)
+        certification = certify_batch(
+            context, models[candidate], models["original"], data.forget, stored.val, stored.pool
+        )
     retain, forget, test = (context.tensors(images) for images in (data.retain, data.forget, stored.test))
     metrics = {name: context.evaluate(model, retain, forget, test) for name, model in models.items()}
-    gates = steps.verify(ctx.config, metrics[method], metrics["retrain"])
+    gates = steps.verify(ctx.config, metrics[candidate], metrics["retrain"])
     decided = gates if mode != "certify" else None
     decision = policy.decide(mode, certification, decided)
     summary = policy.verdict_line(mode, certification, decided)
     parent = json.loads((ctx.out("parent") / "metrics.json").read_text())
     seconds = {
-        method: json.loads((ctx.out("unlearn") / "metrics.json").read_text())["rte_seconds"],
+        candidate: json.loads((ctx.out("unlearn") / "metrics.json").read_text())["rte_seconds"],
         "retrain": json.loads((ctx.out("retrain") / "metrics.json").read_text())["train_seconds"],
         "original": 0.0,
     }

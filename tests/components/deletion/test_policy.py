@@ -265,3 +265,15 @@ def test_two_admitted_requests_over_the_limit_together_never_deadlock(
     assert (second.deferred, second.rejected) == ((), ())
     store.apply_batch(current, second.batch)
     assert store.pending(NAME) == []
+
+
+@pytest.mark.parametrize("method", sorted(policy.REFERENCE_ROWS))
+def test_a_serving_method_named_like_a_reference_row_gets_its_own_candidate_row(method: str) -> None:
+    # the batch tables hold the candidate beside the original and Retrain rows: no name may stand for two models
+    row = policy.candidate_row(method)
+    assert row not in policy.REFERENCE_ROWS
+    assert row.startswith(method)
+
+
+def test_an_unlearning_method_is_its_own_candidate_row() -> None:
+    assert policy.candidate_row("mixunlearn_agnostic") == "mixunlearn_agnostic"
